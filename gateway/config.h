@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: Apache-2.0
+// The gateway's configuration: a JSON file validated against the embedded JSON Schema
+// (gateway/config.schema.json, the single description of every key) and then checked for what
+// a schema cannot say (routes naming sinks that exist, valid topic filters, readable files).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "storage/buffer.h"
+
+namespace egw {
+
+struct tls_config {
+    std::string ca_file, cert_file, key_file;
+    bool verify = true;
+};
+
+struct subscription {
+    std::string filter;
+    int qos = 1;
+};
+
+struct local_config {
+    std::string uri;
+    std::string client_id = "edge-gateway";
+    std::string username, password;
+    int keepalive_s = 30;
+    bool clean_session = false;
+    uint64_t max_payload_bytes = 1 << 20;
+    std::optional<tls_config> tls;
+    std::vector<subscription> subscribe;
+};
+
+struct route {
+    std::string from;
+    std::vector<std::string> to;
+};
+
+struct backoff_config {
+    int initial_ms = 500;
+    int max_ms = 30000;
+};
+
+struct sink_config {
+    std::string name;
+    std::string type = "mqtt";
+    std::string uri;
+    std::string client_id;
+    std::string topic = "gateways/{gateway_id}/{topic}";
+    int qos = 1;
+    int mqtt_version = 5;
+    int inflight = 256;
+    int batch = 512;
+    int keepalive_s = 30;
+    std::string username, password;
+    backoff_config backoff;
+    std::optional<tls_config> tls;
+    nlohmann::json raw;  // as written, to tell on reload whether the sink changed
+
+    bool operator==(const sink_config& o) const { return raw == o.raw; }
+};
+
+struct config {
+    std::string gateway_id;
+    std::string data_dir;
+    std::string log_level = "info";
+    int status_interval_ms = 5000;
+    local_config local;
+    std::vector<route> routes;
+    std::map<std::string, sink_config> sinks;
+    storage::buffer_options buffer;  // path filled in from data_dir
+};
+
+struct config_problem {
+    std::string path;  // e.g. "sinks.cloud.qos", "routes[0].to[1]"; empty for the whole file
+    std::string message;
+};
+
+class config_error : public std::runtime_error {
+public:
+    config_error(std::string file, std::vector<config_problem> problems);
+    const std::vector<config_problem>& problems() const { return problems_; }
+
+private:
+    std::vector<config_problem> problems_;
+};
+
+// Reads, validates and returns the config; throws config_error listing every problem found.
+config load_config(const std::string& file);
+
+// The same from text already read (tests, reload); `file` names it in messages.
+config parse_config(const std::string& text, const std::string& file);
+
+}  // namespace egw

@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: Apache-2.0
+// Everything other threads tell the loop thread, through one mailbox so that it is handled
+// in the order it happened.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+#include "storage/buffer.h"
+
+namespace egw {
+
+struct sink_event {
+    enum kind { connected, connect_failed, lost, acked, publish_failed, tls_error };
+    int sink_id;
+    kind what;
+    uint64_t seq = 0;
+    std::string text;
+};
+
+struct ingest_event {
+    enum kind { connected, connect_failed, lost, subscribed, subscribe_failed };
+    kind what;
+    std::string text;
+};
+
+using event = std::variant<storage::stored_row, sink_event, ingest_event>;
+
+}  // namespace egw

@@ -1,0 +1,431 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/gateway.h"
+
+#include <sys/stat.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+
+#include "gateway/log.h"
+#include "gateway/version.h"
+
+namespace egw {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto tick_period = milliseconds(50);         // reconnect timers, ack commits
+constexpr auto maintain_period = milliseconds(250);    // totals snapshot, WAL checkpoint
+constexpr auto stop_budget = milliseconds(1500);       // per connection at shutdown
+
+double seconds_since(clock::time_point t) {
+    return std::chrono::duration<double>(clock::now() - t).count();
+}
+
+const char* policy_name(storage::when_full p) {
+    switch (p) {
+        case storage::when_full::drop_oldest: return "drop-oldest";
+        case storage::when_full::drop_newest: return "drop-newest";
+        case storage::when_full::block: return "block";
+    }
+    return "?";
+}
+
+// A unit of work for the libuv pool; `run` is on a worker thread, `done` back on the loop.
+struct job {
+    uv_work_t req{};
+    std::function<void()> run;
+    std::function<void()> done;
+
+    static void start(uv_loop_t* loop, std::function<void()> run, std::function<void()> done) {
+        auto* j = new job{{}, std::move(run), std::move(done)};
+        j->req.data = j;
+        uv_queue_work(
+            loop, &j->req, [](uv_work_t* r) { static_cast<job*>(r->data)->run(); },
+            [](uv_work_t* r, int) {
+                std::unique_ptr<job> owned(static_cast<job*>(r->data));
+                owned->done();
+            });
+    }
+};
+
+struct control_reply {
+    uv_write_t req{};
+    uv_pipe_t* client = nullptr;
+    std::string body;
+};
+
+void close_and_free(uv_handle_t* h) {
+    uv_close(h, [](uv_handle_t* p) { delete reinterpret_cast<uv_pipe_t*>(p); });
+}
+
+}  // namespace
+
+gateway::gateway(config cfg, std::string config_path)
+    : cfg_(std::move(cfg)), config_path_(std::move(config_path)) {
+    std::error_code ec;
+    std::filesystem::create_directories(cfg_.data_dir, ec);
+    if (ec) throw std::runtime_error("data_dir " + cfg_.data_dir + ": " + ec.message());
+    try {
+        buf_ = std::make_unique<storage::buffer>(cfg_.buffer);
+    } catch (const std::exception& e) {
+        throw std::runtime_error("cannot open the buffer " + cfg_.buffer.path + ": " + e.what());
+    }
+    if (buf_->quarantined()) {
+        log::get("buffer")->error("{} was corrupt: moved to {} and started with an empty buffer",
+                                  cfg_.buffer.path, buf_->quarantined_path());
+    }
+    log::get("buffer")->info("{}: {} row(s), {} byte(s) waiting, last seq {}", cfg_.buffer.path,
+                             buf_->total().rows.load(), buf_->total().bytes.load(), buf_->last_seq());
+    uv_loop_init(&loop_);
+    mb_ = std::make_unique<mailbox<event>>(&loop_, [this](std::vector<event>& b) { on_events(b); });
+    apply_sinks_and_routes(cfg_);
+    ingest_ = std::make_unique<ingest>(cfg_.local, *buf_, router_, cnt_, *mb_);
+}
+
+gateway::~gateway() {
+    ingest_.reset();
+    sinks_.clear();
+    retired_.clear();
+    mb_.reset();
+    uv_run(&loop_, UV_RUN_DEFAULT);  // lets close callbacks free their handles
+    uv_loop_close(&loop_);
+}
+
+void gateway::apply_sinks_and_routes(const config& next) {
+    // Retire sinks that are gone or changed; their rows stay in the buffer under their bit.
+    for (auto it = sinks_.begin(); it != sinks_.end();) {
+        const std::string& name = it->second->config().name;
+        auto n = next.sinks.find(name);
+        if (n != next.sinks.end() && n->second == it->second->config()) {
+            ++it;
+            continue;
+        }
+        mqtt_sink& s = *it->second;
+        log::get("gateway")->info("sink {} {}", name, n == next.sinks.end() ? "removed" : "changed");
+        try {
+            buf_->ack(s.bit(), s.machine().ack_committed(), s.machine().acked_through());
+        } catch (const std::exception& e) {
+            log::get("buffer")->error("committing acks of {}: {}", name, e.what());
+        }
+        s.stop(gateway_status("offline"), milliseconds(500));
+        retired_.push_back(std::move(it->second));
+        it = sinks_.erase(it);
+    }
+    std::map<std::string, int> bits;
+    for (const auto& [id, s] : sinks_) bits[s->config().name] = s->bit();
+    for (const auto& [name, sc] : next.sinks) {
+        if (bits.count(name)) continue;
+        int bit = buf_->sink_bit(name);
+        bits[name] = bit;
+        int id = next_sink_id_++;
+        sinks_.emplace(id, std::make_unique<mqtt_sink>(id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_));
+    }
+    auto table = std::make_shared<route_table>();
+    for (const route& r : next.routes) {
+        uint64_t mask = 0;
+        for (const std::string& to : r.to) mask |= uint64_t{1} << bits.at(to);
+        table->add(r.from, mask);
+    }
+    router_.set(std::move(table));
+}
+
+int gateway::run() {
+    started_ = last_rate_tick_ = last_maintain_ = last_watchdog_ = clock::now();
+    last_status_ = clock::time_point{};
+    start_control_socket();
+
+    uv_timer_init(&loop_, &tick_);
+    tick_.data = this;
+    uv_timer_start(
+        &tick_, [](uv_timer_t* t) { static_cast<gateway*>(t->data)->on_tick(); },
+        tick_period.count(), tick_period.count());
+
+    std::signal(SIGPIPE, SIG_IGN);
+    for (auto [sig, h] : {std::pair{SIGTERM, &sigterm_}, {SIGINT, &sigint_}, {SIGHUP, &sighup_}}) {
+        uv_signal_init(&loop_, h);
+        h->data = this;
+        uv_signal_start(
+            h, [](uv_signal_t* s, int signum) { static_cast<gateway*>(s->data)->on_signal(signum); },
+            sig);
+    }
+
+    if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
+    pump_all();
+    log::get("gateway")->info("ready");
+    sd_notify(0, "READY=1\nSTATUS=running");
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    log::get("gateway")->info("stopped");
+    return 0;
+}
+
+void gateway::pump_all() {
+    if (stopping_) return;
+    ingest_->pump();
+    for (auto& [id, s] : sinks_) s->pump();
+}
+
+void gateway::on_events(std::vector<event>& batch) {
+    for (event& e : batch) {
+        if (auto* row = std::get_if<storage::stored_row>(&e)) {
+            for (auto& [id, s] : sinks_) s->on_live(*row);
+        } else if (auto* se = std::get_if<sink_event>(&e)) {
+            if (auto it = sinks_.find(se->sink_id); it != sinks_.end()) it->second->handle(*se);
+        } else if (auto* ie = std::get_if<ingest_event>(&e)) {
+            ingest_->handle(*ie);
+        }
+    }
+    pump_all();
+    schedule_acks();
+}
+
+void gateway::on_tick() {
+    const auto now = clock::now();
+    pump_all();
+    schedule_acks();
+    if (now - last_maintain_ >= maintain_period) {
+        last_maintain_ = now;
+        schedule_maintenance();
+    }
+    if (now - last_rate_tick_ >= std::chrono::seconds(1)) {
+        double secs = seconds_since(last_rate_tick_);
+        last_rate_tick_ = now;
+        for (auto& [id, s] : sinks_) s->tick(secs);
+    }
+    if (now - last_status_ >= milliseconds(cfg_.status_interval_ms)) {
+        last_status_ = now;
+        std::string st = gateway_status("online");
+        for (auto& [id, s] : sinks_) s->publish_status(st);
+    }
+    if (watchdog_usec_ && now - last_watchdog_ >= std::chrono::microseconds(watchdog_usec_ / 2)) {
+        last_watchdog_ = now;
+        sd_notify(0, "WATCHDOG=1");
+    }
+}
+
+void gateway::schedule_acks() {
+    if (ack_job_running_ || stopping_) return;
+    struct range {
+        int sink_id, bit;
+        uint64_t after, through;
+    };
+    auto ranges = std::make_shared<std::vector<range>>();
+    for (auto& [id, s] : sinks_) {
+        const auto& m = s->machine();
+        if (m.acked_through() > m.ack_committed()) {
+            ranges->push_back({id, s->bit(), m.ack_committed(), m.acked_through()});
+        }
+    }
+    if (ranges->empty()) return;
+    ack_job_running_ = true;
+    auto error = std::make_shared<std::string>();
+    storage::buffer* buf = buf_.get();
+    job::start(
+        &loop_,
+        [ranges, buf, error] {
+            try {
+                for (const range& r : *ranges) buf->ack(r.bit, r.after, r.through);
+            } catch (const std::exception& e) {
+                *error = e.what();
+            }
+        },
+        [this, ranges, error] {
+            ack_job_running_ = false;
+            if (!error->empty()) {
+                // The rows stay and are acknowledged again with the next batch.
+                cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+                log::get("buffer")->error("removing acknowledged rows failed: {}", *error);
+                return;
+            }
+            for (const range& r : *ranges) {
+                if (auto it = sinks_.find(r.sink_id); it != sinks_.end()) {
+                    it->second->machine().ack_commit_done(r.through);
+                }
+            }
+        });
+}
+
+void gateway::schedule_maintenance() {
+    if (maintenance_running_) return;
+    maintenance_running_ = true;
+    auto error = std::make_shared<std::string>();
+    storage::buffer* buf = buf_.get();
+    job::start(
+        &loop_,
+        [buf, error] {
+            try {
+                buf->maintain();
+            } catch (const std::exception& e) {
+                *error = e.what();
+            }
+        },
+        [this, error] {
+            maintenance_running_ = false;
+            if (!error->empty()) {
+                cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+                log::get("buffer")->warn("maintenance: {}", *error);
+            }
+        });
+}
+
+void gateway::on_signal(int signum) {
+    if (signum == SIGHUP) {
+        reload();
+    } else {
+        shutdown();
+    }
+}
+
+void gateway::reload() {
+    if (stopping_) return;
+    sd_notify(0, "RELOADING=1");
+    auto lg = log::get("gateway");
+    try {
+        config next = load_config(config_path_);
+        if (next.local.uri != cfg_.local.uri || next.local.client_id != cfg_.local.client_id ||
+            next.data_dir != cfg_.data_dir || next.gateway_id != cfg_.gateway_id) {
+            lg->warn("reload: changes to gateway_id, data_dir and local take effect at restart");
+        }
+        if (!log::set_level(next.log_level)) lg->warn("reload: unknown log_level {}", next.log_level);
+        apply_sinks_and_routes(next);
+        cfg_.routes = next.routes;
+        cfg_.sinks = next.sinks;
+        cfg_.status_interval_ms = next.status_interval_ms;
+        cfg_.log_level = next.log_level;
+        lg->info("reloaded {}: {} route(s), {} sink(s)", config_path_, cfg_.routes.size(), cfg_.sinks.size());
+    } catch (const config_error& e) {
+        lg->error("reload refused, keeping the running configuration: {}", e.what());
+    } catch (const std::exception& e) {
+        lg->error("reload failed, keeping the running configuration: {}", e.what());
+    }
+    sd_notify(0, "READY=1");
+    pump_all();
+}
+
+void gateway::shutdown() {
+    if (stopping_) return;
+    stopping_ = true;
+    sd_notify(0, "STOPPING=1");
+    auto lg = log::get("gateway");
+    lg->info("stopping");
+    // Order: stop taking messages (a blocked append gives up), let the cloud know, then make
+    // every acknowledgement durable so a restart resends as little as possible.
+    buf_->stop();
+    ingest_->stop(stop_budget);
+    const std::string offline = gateway_status("offline");
+    for (auto& [id, s] : sinks_) s->stop(offline, stop_budget);
+    mb_->drain();
+    for (auto& [id, s] : sinks_) {
+        try {
+            buf_->ack(s->bit(), s->machine().ack_committed(), s->machine().acked_through());
+        } catch (const std::exception& e) {
+            lg->error("committing acks of {}: {}", s->config().name, e.what());
+        }
+    }
+    ingest_.reset();
+    sinks_.clear();
+    retired_.clear();
+    mb_->close();
+    uv_timer_stop(&tick_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+    for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
+        uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
+    }
+    if (control_open_) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
+        control_open_ = false;
+        ::unlink((cfg_.data_dir + "/control.sock").c_str());
+    }
+}
+
+std::string gateway::gateway_status(const char* state) {
+    return nlohmann::json{{"gateway_id", cfg_.gateway_id},
+                          {"state", state},
+                          {"version", version},
+                          {"uptime_s", seconds_since(started_)},
+                          {"buffer_rows", buf_->total().rows.load()},
+                          {"received", cnt_.received.load()},
+                          {"acked", cnt_.acked.load()}}
+        .dump();
+}
+
+nlohmann::json gateway::status_json() {
+    using nlohmann::json;
+    json sinks = json::object();
+    for (auto& [id, s] : sinks_) sinks[s->config().name] = s->status();
+    const auto& b = cfg_.buffer;
+    return {{"gateway_id", cfg_.gateway_id},
+            {"version", version},
+            {"pid", ::getpid()},
+            {"uptime_s", seconds_since(started_)},
+            {"local", ingest_->status()},
+            {"counters",
+             {{"received", cnt_.received.load()},
+              {"buffered", cnt_.buffered.load()},
+              {"sent", cnt_.sent.load()},
+              {"acked", cnt_.acked.load()},
+              {"dropped",
+               {{"no_route", cnt_.dropped_no_route.load()},
+                {"too_large", cnt_.dropped_too_large.load()},
+                {"buffer_full", cnt_.dropped_buffer_full.load()},
+                {"disk_full", cnt_.dropped_disk_full.load()}}},
+              {"errors",
+               {{"buffer", cnt_.errors_buffer.load()}, {"publish", cnt_.errors_publish.load()}}}}},
+            {"buffer",
+             {{"path", b.path},
+              {"rows", buf_->total().rows.load()},
+              {"bytes", buf_->total().bytes.load()},
+              {"max_bytes", b.max_bytes},
+              {"when_full", policy_name(b.policy)},
+              {"synchronous", b.sync == storage::sync_mode::full ? "full" : "normal"},
+              {"last_seq", buf_->last_seq()},
+              {"degraded", buf_->quarantined()},
+              {"quarantined", buf_->quarantined() ? json(buf_->quarantined_path()) : json(nullptr)}}},
+            {"sinks", sinks}};
+}
+
+void gateway::start_control_socket() {
+    const std::string path = cfg_.data_dir + "/control.sock";
+    ::unlink(path.c_str());  // a stale socket from a killed predecessor
+    uv_pipe_init(&loop_, &control_, 0);
+    control_.data = this;
+    int rc = uv_pipe_bind(&control_, path.c_str());
+    if (rc == 0) {
+        rc = uv_listen(reinterpret_cast<uv_stream_t*>(&control_), 16, [](uv_stream_t* server, int status) {
+            if (status < 0) return;
+            auto* self = static_cast<gateway*>(server->data);
+            auto* client = new uv_pipe_t;
+            uv_pipe_init(server->loop, client, 0);
+            if (uv_accept(server, reinterpret_cast<uv_stream_t*>(client)) != 0) {
+                close_and_free(reinterpret_cast<uv_handle_t*>(client));
+                return;
+            }
+            auto* reply = new control_reply;
+            reply->client = client;
+            try {
+                reply->body = self->status_json().dump() + "\n";
+            } catch (const std::exception& e) {
+                reply->body = nlohmann::json{{"error", e.what()}}.dump() + "\n";
+            }
+            uv_buf_t buf = uv_buf_init(reply->body.data(), static_cast<unsigned>(reply->body.size()));
+            reply->req.data = reply;
+            uv_write(&reply->req, reinterpret_cast<uv_stream_t*>(client), &buf, 1, [](uv_write_t* req, int) {
+                std::unique_ptr<control_reply> r(static_cast<control_reply*>(req->data));
+                close_and_free(reinterpret_cast<uv_handle_t*>(r->client));
+            });
+        });
+    }
+    if (rc != 0) {
+        log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work", path,
+                                   uv_strerror(rc));
+        uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
+        return;
+    }
+    ::chmod(path.c_str(), 0660);
+    control_open_ = true;
+}
+
+}  // namespace egw

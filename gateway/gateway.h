@@ -1,0 +1,77 @@
+// SPDX-License-Identifier: Apache-2.0
+// The daemon: one libuv loop thread that owns every piece of state (sinks, counters, the
+// control socket, timers, signals) and the parts around it (ingest on Paho's thread, buffer
+// maintenance on the libuv worker pool).
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "gateway/config.h"
+#include "gateway/counters.h"
+#include "gateway/events.h"
+#include "gateway/ingest.h"
+#include "gateway/mailbox.h"
+#include "gateway/mqtt_sink.h"
+#include "gateway/router.h"
+#include "storage/buffer.h"
+
+namespace egw {
+
+class gateway {
+public:
+    // Opens the buffer and sets everything up; throws on a start-up error.
+    gateway(config cfg, std::string config_path);
+    ~gateway();
+    gateway(const gateway&) = delete;
+    gateway& operator=(const gateway&) = delete;
+
+    // Runs until SIGTERM or SIGINT; returns the process exit code.
+    int run();
+
+private:
+    void on_events(std::vector<event>& batch);
+    void on_tick();
+    void on_signal(int signum);
+    void reload();
+    void apply_sinks_and_routes(const config& next);
+    void schedule_acks();
+    void schedule_maintenance();
+    void shutdown();
+    nlohmann::json status_json();
+    std::string gateway_status(const char* state);
+    void start_control_socket();
+    void pump_all();
+
+    config cfg_;
+    std::string config_path_;
+    uv_loop_t loop_{};
+    counters cnt_;
+    std::unique_ptr<storage::buffer> buf_;
+    router router_;
+    std::unique_ptr<mailbox<event>> mb_;
+    std::unique_ptr<ingest> ingest_;
+    std::map<int, std::unique_ptr<mqtt_sink>> sinks_;  // by id; ids are never reused
+    std::vector<std::unique_ptr<mqtt_sink>> retired_;  // replaced on reload; Paho may still call
+    int next_sink_id_ = 1;
+
+    uv_timer_t tick_{};
+    uv_signal_t sigterm_{}, sigint_{}, sighup_{};
+    uv_pipe_t control_{};
+    bool control_open_ = false;
+    bool ack_job_running_ = false;
+    bool maintenance_running_ = false;
+    bool stopping_ = false;
+    std::chrono::steady_clock::time_point started_, last_rate_tick_, last_status_, last_maintain_;
+    uint64_t watchdog_usec_ = 0;
+    std::chrono::steady_clock::time_point last_watchdog_;
+};
+
+}  // namespace egw

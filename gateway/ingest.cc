@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/ingest.h"
+
+#include <chrono>
+
+#include "gateway/mqtt_sink.h"
+
+namespace egw {
+namespace {
+
+int64_t unix_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+sink_limits reconnect_policy() {
+    sink_limits l;
+    l.backoff_initial = std::chrono::milliseconds(250);
+    l.backoff_max = std::chrono::milliseconds(10000);
+    return l;
+}
+
+}  // namespace
+
+ingest::ingest(local_config cfg, storage::buffer& buf, router& routes, counters& cnt,
+               mailbox<event>& mb)
+    : cfg_(std::move(cfg)),
+      buf_(buf),
+      routes_(routes),
+      cnt_(cnt),
+      mb_(mb),
+      conn_(reconnect_policy()) {
+    subscribe_listener_.self = this;
+    cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, nullptr);
+    cli_->set_callback(*this);
+}
+
+ingest::~ingest() {
+    try {
+        if (cli_ && cli_->is_connected()) cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
+    } catch (...) {
+        // Shutting down: the connection goes with the process.
+    }
+}
+
+void ingest::connect() {
+    mqtt::connect_options opts;
+    // A persistent session lets the local broker hold QoS 1/2 messages while the gateway
+    // restarts; the broker needs max_queued_messages 0 (unlimited) for that to be lossless.
+    opts.set_clean_session(cfg_.clean_session);
+    opts.set_keep_alive_interval(cfg_.keepalive_s);
+    opts.set_connect_timeout(10);
+    if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
+    if (!cfg_.password.empty()) opts.set_password(cfg_.password);
+    if (cfg_.tls) {
+        mqtt::ssl_options ssl;
+        if (!cfg_.tls->ca_file.empty()) ssl.set_trust_store(cfg_.tls->ca_file);
+        if (!cfg_.tls->cert_file.empty()) ssl.set_key_store(cfg_.tls->cert_file);
+        if (!cfg_.tls->key_file.empty()) ssl.set_private_key(cfg_.tls->key_file);
+        ssl.set_enable_server_cert_auth(cfg_.tls->verify);
+        ssl.set_verify(cfg_.tls->verify);
+        opts.set_ssl(std::move(ssl));
+    }
+    conn_.connecting();
+    try {
+        cli_->connect(opts, nullptr, *this);
+    } catch (const mqtt::exception& e) {
+        last_error_ = e.what();
+        conn_.on_disconnected(sink_machine::clock::now());
+    }
+}
+
+void ingest::subscribe() {
+    auto filters = std::make_shared<mqtt::string_collection>();
+    std::vector<int> qos;
+    for (const auto& s : cfg_.subscribe) {
+        filters->push_back(s.filter);
+        qos.push_back(s.qos);
+    }
+    try {
+        cli_->subscribe(filters, qos, nullptr, subscribe_listener_);
+    } catch (const mqtt::exception& e) {
+        mb_.post(ingest_event{ingest_event::subscribe_failed, e.what()});
+    }
+}
+
+void ingest::on_success(const mqtt::token&) {
+    mb_.post(ingest_event{ingest_event::connected, {}});
+}
+
+void ingest::on_failure(const mqtt::token& tok) {
+    mb_.post(ingest_event{ingest_event::connect_failed, describe(tok)});
+}
+
+void ingest::subscribe_listener::on_success(const mqtt::token&) {
+    self->mb_.post(ingest_event{ingest_event::subscribed, {}});
+}
+
+void ingest::subscribe_listener::on_failure(const mqtt::token& tok) {
+    self->mb_.post(ingest_event{ingest_event::subscribe_failed, describe(tok)});
+}
+
+void ingest::connection_lost(const std::string& cause) {
+    mb_.post(ingest_event{ingest_event::lost, cause.empty() ? "connection lost" : cause});
+}
+
+void ingest::message_arrived(mqtt::const_message_ptr msg) {
+    // Called by C code (Paho's receive thread): nothing may escape.
+    try {
+        cnt_.received.fetch_add(1, std::memory_order_relaxed);
+        const std::string& topic = msg->get_topic();
+        const mqtt::binary_ref& payload = msg->get_payload_ref();
+        const size_t size = payload ? payload.size() : 0;
+        std::string_view body = size ? std::string_view(payload.data(), size) : std::string_view();
+        auto lg = log::get("ingest");
+        if (size > cfg_.max_payload_bytes) {
+            cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+            if (too_large_log_.allow()) {
+                lg->warn("dropped a {} byte message on {}: larger than local.max_payload_bytes ({}); "
+                         "{} so far", size, topic, cfg_.max_payload_bytes, too_large_log_.count());
+            }
+            return;
+        }
+        uint64_t sinks = routes_.get()->match(topic);
+        if (!sinks) {
+            cnt_.dropped_no_route.fetch_add(1, std::memory_order_relaxed);
+            if (no_route_log_.allow()) lg->debug("no route for {}", topic);
+            return;
+        }
+        auto r = buf_.append(topic, body, sinks, unix_ms(), [this](storage::stored_row&& row) {
+            mb_.post(std::move(row));
+        });
+        switch (r.status) {
+            case storage::append_status::stored:
+                cnt_.buffered.fetch_add(1, std::memory_order_relaxed);
+                if (r.evicted) {
+                    cnt_.dropped_buffer_full.fetch_add(r.evicted, std::memory_order_relaxed);
+                    if (full_log_.allow()) lg->warn("buffer full: dropped the {} oldest row(s)", r.evicted);
+                }
+                break;
+            case storage::append_status::dropped_full:
+                cnt_.dropped_buffer_full.fetch_add(1, std::memory_order_relaxed);
+                if (full_log_.allow()) lg->warn("buffer full: dropped a new message on {}", topic);
+                break;
+            case storage::append_status::too_large:
+                cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+                if (too_large_log_.allow()) lg->warn("dropped a message on {}: larger than buffer.max_bytes", topic);
+                break;
+            case storage::append_status::disk_full:
+                cnt_.dropped_disk_full.fetch_add(1, std::memory_order_relaxed);
+                if (disk_log_.allow()) lg->error("disk full: dropped a message on {}: {}", topic, r.error);
+                break;
+            case storage::append_status::failed:
+                cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+                if (error_log_.allow()) lg->error("buffer write failed, message on {} dropped: {}", topic, r.error);
+                break;
+        }
+    } catch (const std::exception& e) {
+        cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+        if (error_log_.allow()) log::get("ingest")->error("message handling failed: {}", e.what());
+    } catch (...) {
+        cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void ingest::handle(ingest_event& e) {
+    auto lg = log::get("ingest");
+    switch (e.what) {
+        case ingest_event::connected:
+            // Paho C++ 1.2 over Paho C 1.3 may report one connect twice.
+            if (stopping_ || conn_.connected()) return;
+            conn_.on_connected();
+            last_error_.clear();
+            lg->info("connected to {}", cfg_.uri);
+            subscribe();
+            break;
+        case ingest_event::connect_failed:
+        case ingest_event::lost: {
+            if (e.what == ingest_event::lost ? !conn_.connected() : !conn_.is_connecting()) return;
+            subscribed_ = false;
+            conn_.on_disconnected(sink_machine::clock::now());
+            last_error_ = e.text;
+            if (log_failure(conn_.failures())) {
+                lg->warn("{} {}: {} (attempt {}), retrying with backoff",
+                         e.what == ingest_event::lost ? "lost" : "cannot connect to", cfg_.uri, e.text,
+                         conn_.failures());
+            }
+            break;
+        }
+        case ingest_event::subscribed:
+            if (subscribed_ || !conn_.connected()) return;
+            subscribed_ = true;
+            lg->info("subscribed to {} filter(s)", cfg_.subscribe.size());
+            break;
+        case ingest_event::subscribe_failed:
+            last_error_ = "subscribe: " + e.text;
+            lg->error("subscribe failed: {}", e.text);
+            break;
+    }
+}
+
+void ingest::pump() {
+    if (!stopping_ && conn_.wants_connect(sink_machine::clock::now())) connect();
+}
+
+void ingest::stop(std::chrono::milliseconds budget) {
+    stopping_ = true;
+    try {
+        if (cli_->is_connected()) cli_->disconnect(static_cast<int>(budget.count()))->wait_for(budget);
+    } catch (const mqtt::exception& e) {
+        log::get("ingest")->warn("disconnect: {}", e.what());
+    }
+}
+
+nlohmann::json ingest::status() const {
+    return {{"uri", cfg_.uri},
+            {"connected", conn_.connected()},
+            {"subscribed", subscribed_},
+            {"reconnects", conn_.reconnects()},
+            {"last_error", last_error_}};
+}
+
+}  // namespace egw

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// The connection to the site's local broker: the only code that talks to it. Messages arrive
+// on Paho's receive thread and are committed to the buffer right there, before the callback
+// returns; only then does Paho read the next packet. Paho has already sent the QoS 1 PUBACK
+// for the message in hand (paho.mqtt.c issue 522), so a crash can lose at most that one
+// message, never the stream behind it. Connection management runs on the loop thread.
+#pragma once
+
+#include <mqtt/async_client.h>
+
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "gateway/config.h"
+#include "gateway/counters.h"
+#include "gateway/events.h"
+#include "gateway/log.h"
+#include "gateway/mailbox.h"
+#include "gateway/router.h"
+#include "gateway/sink_machine.h"
+#include "storage/buffer.h"
+
+namespace egw {
+
+class ingest final : private mqtt::callback, private mqtt::iaction_listener {
+public:
+    ingest(local_config cfg, storage::buffer& buf, router& routes, counters& cnt,
+           mailbox<event>& mb);
+    ~ingest() override;
+    ingest(const ingest&) = delete;
+    ingest& operator=(const ingest&) = delete;
+
+    // Loop thread.
+    void handle(ingest_event& e);
+    void pump();  // connects when due
+    void stop(std::chrono::milliseconds budget);
+    nlohmann::json status() const;
+
+private:
+    // Paho threads.
+    void message_arrived(mqtt::const_message_ptr msg) override;
+    void connection_lost(const std::string& cause) override;
+    void on_success(const mqtt::token& tok) override;  // connect
+    void on_failure(const mqtt::token& tok) override;
+
+    void connect();
+    void subscribe();
+
+    local_config cfg_;
+    storage::buffer& buf_;
+    router& routes_;
+    counters& cnt_;
+    mailbox<event>& mb_;
+    std::unique_ptr<mqtt::async_client> cli_;
+    // Reuses the sink's reconnect policy; the data-path parts stay unused.
+    sink_machine conn_;
+    bool subscribed_ = false;
+    bool stopping_ = false;
+    std::string last_error_;
+    log::throttle too_large_log_, no_route_log_, full_log_, disk_log_, error_log_;
+
+    struct subscribe_listener final : mqtt::iaction_listener {
+        ingest* self;
+        void on_success(const mqtt::token& tok) override;
+        void on_failure(const mqtt::token& tok) override;
+    } subscribe_listener_;
+};
+
+}  // namespace egw

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: Apache-2.0
+// edge-gateway: arguments and exit codes over the gateway library.
+//   0  stopped cleanly (or the config is valid, or status answered)
+//   1  runtime failure, or no gateway answered `status`
+//   2  bad command line or bad configuration (systemd: RestartPreventExitStatus=2)
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "gateway/config.h"
+#include "gateway/gateway.h"
+#include "gateway/log.h"
+#include "gateway/status_client.h"
+#include "gateway/version.h"
+
+namespace {
+
+constexpr const char* default_config = "/etc/edge-gateway/gateway.json";
+
+void print_problems(const egw::config_error& e, const std::string& file) {
+    for (const auto& p : e.problems()) {
+        std::cerr << file << ": " << (p.path.empty() ? "(file)" : p.path) << ": " << p.message << "\n";
+    }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"edge-gateway: MQTT edge gateway with a durable SQLite buffer"};
+    std::string config_path = default_config;
+    std::string check_path;
+    bool show_version = false;
+    app.add_option("-c,--config", config_path, "configuration file")->capture_default_str();
+    app.add_option("--check-config", check_path, "validate FILE, print each problem, exit 0 or 2");
+    app.add_flag("-V,--version", show_version, "print the version");
+
+    auto* status_cmd = app.add_subcommand("status", "show the running gateway's state");
+    std::string socket_path;
+    bool as_json = false;
+    status_cmd->add_option("-c,--config", config_path, "configuration file (to find data_dir)");
+    status_cmd->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
+    status_cmd->add_flag("--json", as_json, "print the raw JSON");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        int rc = app.exit(e);
+        return rc == 0 ? 0 : 2;
+    }
+    if (show_version) {
+        std::cout << "edge-gateway " << egw::version << "\n";
+        return 0;
+    }
+
+    if (!check_path.empty()) {
+        try {
+            egw::load_config(check_path);
+            std::cout << check_path << ": ok\n";
+            return 0;
+        } catch (const egw::config_error& e) {
+            print_problems(e, check_path);
+            return 2;
+        }
+    }
+
+    if (status_cmd->parsed()) {
+        if (socket_path.empty()) {
+            try {
+                socket_path = egw::load_config(config_path).data_dir + "/control.sock";
+            } catch (const egw::config_error& e) {
+                print_problems(e, config_path);
+                return 2;
+            }
+        }
+        return egw::print_status(socket_path, as_json);
+    }
+
+    egw::config cfg;
+    try {
+        cfg = egw::load_config(config_path);
+    } catch (const egw::config_error& e) {
+        print_problems(e, config_path);
+        std::cerr << "edge-gateway: not started: fix " << config_path << " (edge-gateway --check-config "
+                  << config_path << ")\n";
+        return 2;
+    }
+    egw::log::set_level(cfg.log_level);
+    try {
+        egw::gateway gw(std::move(cfg), config_path);
+        return gw.run();
+    } catch (const std::exception& e) {
+        egw::log::get("gateway")->critical("{}", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/mqtt_sink.h"
+
+#include <chrono>
+
+#include "gateway/log.h"
+
+namespace egw {
+namespace {
+
+int64_t unix_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+std::string describe(const mqtt::token& tok) {
+    // Paho C++ does not pass on Paho C's failure text; -1 is its catch-all for the transport.
+    if (tok.get_return_code() == MQTTASYNC_FAILURE && tok.get_reason_code() < 0x80) {
+        return "connection failed (broker unreachable, refused, or TLS handshake failed)";
+    }
+    return mqtt::exception::printable_error(tok.get_return_code(), tok.get_reason_code());
+}
+
+bool log_failure(int failures) {
+    // The first failures, then every 10th: a week offline must not fill the journal.
+    return failures <= 3 || failures % 10 == 0;
+}
+
+namespace {
+
+sink_limits limits_of(const sink_config& c) {
+    sink_limits l;
+    l.window = static_cast<size_t>(c.inflight);
+    l.batch = static_cast<size_t>(c.batch);
+    l.live_cap = std::max<size_t>(4096, 4 * l.batch);
+    l.backoff_initial = std::chrono::milliseconds(c.backoff.initial_ms);
+    l.backoff_max = std::chrono::milliseconds(c.backoff.max_ms);
+    return l;
+}
+
+}  // namespace
+
+mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit,
+                     storage::buffer& buf, counters& cnt, mailbox<event>& mb)
+    : id_(id),
+      cfg_(std::move(cfg)),
+      gateway_id_(gateway_id),
+      status_topic_("gateways/" + gateway_id + "/status"),
+      bit_(bit),
+      buf_(buf),
+      cnt_(cnt),
+      mb_(mb),
+      topic_(cfg_.topic, gateway_id),
+      machine_(limits_of(cfg_)) {
+    connect_listener_.self = this;
+    mqtt::create_options copts(cfg_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, copts, nullptr);
+    cli_->set_callback(*this);
+}
+
+mqtt_sink::~mqtt_sink() {
+    try {
+        if (cli_ && cli_->is_connected()) cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
+    } catch (...) {
+        // Shutting down: the connection goes with the process.
+    }
+}
+
+void mqtt_sink::connect() {
+    mqtt::connect_options opts;
+    opts.set_mqtt_version(cfg_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    // A clean session: after a reconnect the gateway resends from its own buffer in order,
+    // and Paho must not interleave its own retries of the old in-flight messages.
+    if (cfg_.mqtt_version == 5) {
+        opts.set_clean_start(true);
+    } else {
+        opts.set_clean_session(true);
+    }
+    opts.set_keep_alive_interval(cfg_.keepalive_s);
+    opts.set_connect_timeout(10);
+    opts.set_max_inflight(cfg_.inflight);
+    const std::string offline = nlohmann::json{{"gateway_id", gateway_id_}, {"state", "offline"}}.dump();
+    opts.set_will(mqtt::will_options(status_topic_, offline, 1, true));
+    if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
+    if (!cfg_.password.empty()) opts.set_password(cfg_.password);
+    if (cfg_.tls) {
+        mqtt::ssl_options ssl;
+        if (!cfg_.tls->ca_file.empty()) ssl.set_trust_store(cfg_.tls->ca_file);
+        if (!cfg_.tls->cert_file.empty()) ssl.set_key_store(cfg_.tls->cert_file);
+        if (!cfg_.tls->key_file.empty()) ssl.set_private_key(cfg_.tls->key_file);
+        ssl.set_enable_server_cert_auth(cfg_.tls->verify);
+        ssl.set_verify(cfg_.tls->verify);
+        int id = id_;
+        mailbox<event>* mb = &mb_;
+        ssl.set_error_handler([id, mb](const std::string& msg) {
+            mb->post(sink_event{id, sink_event::tls_error, 0, msg});
+        });
+        opts.set_ssl(std::move(ssl));
+    }
+    machine_.connecting();
+    try {
+        cli_->connect(opts, nullptr, connect_listener_);
+    } catch (const mqtt::exception& e) {
+        last_error_ = e.what();
+        machine_.on_disconnected(sink_machine::clock::now());
+    }
+}
+
+void mqtt_sink::connect_listener::on_success(const mqtt::token&) {
+    self->mb_.post(sink_event{self->id_, sink_event::connected, 0, {}});
+}
+
+void mqtt_sink::connect_listener::on_failure(const mqtt::token& tok) {
+    self->mb_.post(sink_event{self->id_, sink_event::connect_failed, 0, describe(tok)});
+}
+
+void mqtt_sink::connection_lost(const std::string& cause) {
+    mb_.post(sink_event{id_, sink_event::lost, 0, cause.empty() ? "connection lost" : cause});
+}
+
+void mqtt_sink::on_success(const mqtt::token& tok) {
+    auto seq = reinterpret_cast<uintptr_t>(tok.get_user_context());
+    mb_.post(sink_event{id_, sink_event::acked, seq, {}});
+}
+
+void mqtt_sink::on_failure(const mqtt::token& tok) {
+    auto seq = reinterpret_cast<uintptr_t>(tok.get_user_context());
+    mb_.post(sink_event{id_, sink_event::publish_failed, seq, describe(tok)});
+}
+
+void mqtt_sink::force_reconnect(const std::string& why) {
+    log::get("sink")->warn("{}: {}; reconnecting", cfg_.name, why);
+    last_error_ = why;
+    machine_.on_disconnected(sink_machine::clock::now());
+    try {
+        cli_->disconnect(0);
+    } catch (const mqtt::exception&) {
+        // Already disconnected.
+    }
+}
+
+void mqtt_sink::handle(sink_event& e) {
+    auto lg = log::get("sink");
+    switch (e.what) {
+        case sink_event::connected:
+            // Paho C++ 1.2 over Paho C 1.3 may report one connect twice.
+            if (stopping_ || machine_.connected()) return;
+            machine_.on_connected();
+            last_error_.clear();
+            lg->info("{}: connected to {}", cfg_.name, cfg_.uri);
+            if (!last_status_.empty()) publish_status(last_status_);
+            break;
+        case sink_event::connect_failed:
+        case sink_event::lost: {
+            if (e.what == sink_event::lost ? !machine_.connected() : !machine_.is_connecting()) return;
+            machine_.on_disconnected(sink_machine::clock::now());
+            // A TLS error reported just before the failure says more than Paho's code.
+            if (e.what == sink_event::lost || last_error_.rfind("TLS", 0) != 0) last_error_ = e.text;
+            if (log_failure(machine_.failures())) {
+                lg->warn("{}: {} {}: {} (attempt {}), retrying with backoff", cfg_.name,
+                         e.what == sink_event::lost ? "lost" : "cannot connect to", cfg_.uri,
+                         last_error_, machine_.failures());
+            }
+            break;
+        }
+        case sink_event::acked:
+            if (machine_.on_ack(e.seq)) {
+                ++acked_;
+                cnt_.acked.fetch_add(1, std::memory_order_relaxed);
+            }
+            break;
+        case sink_event::publish_failed:
+            cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
+            if (machine_.connected()) force_reconnect("publish of seq " + std::to_string(e.seq) + " failed: " + e.text);
+            break;
+        case sink_event::tls_error:
+            last_error_ = "TLS: " + e.text;
+            lg->warn("{}: TLS error: {}", cfg_.name, e.text);
+            break;
+    }
+}
+
+void mqtt_sink::on_live(const storage::stored_row& row) {
+    if (!(row.sinks & (uint64_t{1} << bit_))) return;
+    machine_.on_live(storage::stored_row(row));
+}
+
+void mqtt_sink::pump() {
+    if (stopping_) return;
+    if (machine_.wants_connect(sink_machine::clock::now())) connect();
+    while (machine_.connected()) {
+        if (machine_.wants_read()) {
+            read_scratch_.clear();
+            uint64_t vouched = 0;
+            try {
+                vouched = buf_.read(bit_, machine_.read_after(), machine_.limits().batch, read_scratch_);
+            } catch (const std::exception& e) {
+                cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+                log::get("sink")->error("{}: reading the buffer failed: {}", cfg_.name, e.what());
+                return;
+            }
+            machine_.on_read(std::move(read_scratch_), vouched);
+        }
+        const storage::stored_row* row = machine_.next();
+        if (!row) return;
+        auto msg = mqtt::message::create(topic_.render(row->topic, row->seq), row->payload.data(),
+                                         row->payload.size(), cfg_.qos, false);
+        if (cfg_.mqtt_version == 5) {
+            mqtt::properties props;
+            props.add(mqtt::property(mqtt::property::USER_PROPERTY, "egw-gateway", gateway_id_));
+            props.add(mqtt::property(mqtt::property::USER_PROPERTY, "egw-seq", std::to_string(row->seq)));
+            msg->set_properties(std::move(props));
+        }
+        try {
+            cli_->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(row->seq)), *this);
+        } catch (const mqtt::exception& e) {
+            if (e.get_return_code() == MQTTASYNC_MAX_MESSAGES_INFLIGHT) {
+                // The broker's receive maximum is below our window: use what it allows.
+                machine_.shrink_window();
+                return;
+            }
+            cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
+            force_reconnect(std::string("publish failed: ") + e.what());
+            return;
+        }
+        machine_.sent();
+        ++sent_;
+        cnt_.sent.fetch_add(1, std::memory_order_relaxed);
+    }
+}
+
+void mqtt_sink::publish_status(const std::string& json) {
+    last_status_ = json;
+    if (!machine_.connected()) return;
+    try {
+        // No listener: status is best effort and must not take a slot in the data window.
+        cli_->publish(status_topic_, json.data(), json.size(), 1, true);
+    } catch (const mqtt::exception&) {
+        // Next period publishes it again.
+    }
+}
+
+void mqtt_sink::stop(const std::string& offline_status, std::chrono::milliseconds budget) {
+    stopping_ = true;
+    if (!machine_.connected()) return;
+    try {
+        cli_->publish(status_topic_, offline_status.data(), offline_status.size(), 1, true)
+            ->wait_for(budget / 2);
+        cli_->disconnect(static_cast<int>(budget.count() / 2))->wait_for(budget / 2);
+    } catch (const mqtt::exception& e) {
+        log::get("sink")->warn("{}: disconnect: {}", cfg_.name, e.what());
+    }
+}
+
+void mqtt_sink::tick(double seconds) {
+    if (seconds <= 0) return;
+    double now_rate = static_cast<double>(acked_ - acked_at_last_tick_) / seconds;
+    acked_at_last_tick_ = acked_;
+    rate_ = rate_ == 0 ? now_rate : 0.7 * rate_ + 0.3 * now_rate;
+}
+
+nlohmann::json mqtt_sink::status() {
+    const auto& t = buf_.for_sink(bit_);
+    int64_t rows = t.rows.load();
+    double oldest_age = 0;
+    if (rows > 0) {
+        try {
+            int64_t ts = buf_.oldest_ts(bit_, machine_.acked_through());
+            if (ts >= 0) oldest_age = static_cast<double>(unix_ms() - ts) / 1000.0;
+        } catch (const std::exception&) {
+            // Status stays useful without the age.
+        }
+    }
+    nlohmann::json eta = nullptr;
+    if (rows == 0) {
+        eta = 0;
+    } else if (rate_ > 0.5) {
+        eta = static_cast<double>(rows) / rate_;
+    }
+    return {{"state", to_string(machine_.state())},
+            {"connected", machine_.connected()},
+            {"uri", cfg_.uri},
+            {"rows_waiting", rows},
+            {"bytes_waiting", t.bytes.load()},
+            {"oldest_age_s", oldest_age},
+            {"eta_s", eta},
+            {"sent", sent_},
+            {"acked", acked_},
+            {"rate_msg_s", rate_},
+            {"inflight", machine_.inflight()},
+            {"window", machine_.window()},
+            {"reconnects", machine_.reconnects()},
+            {"last_error", last_error_}};
+}
+
+}  // namespace egw

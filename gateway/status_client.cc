@@ -1,0 +1,135 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/status_client.h"
+
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include <nlohmann/json.hpp>
+
+namespace egw {
+namespace {
+
+std::string fetch(const std::string& path, std::string& error) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        error = std::strerror(errno);
+        return {};
+    }
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof(addr.sun_path)) {
+        ::close(fd);
+        error = "socket path too long";
+        return {};
+    }
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+        error = std::strerror(errno);
+        ::close(fd);
+        return {};
+    }
+    // The gateway writes one JSON document and closes.
+    timeval tv{5, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    std::string out;
+    char buf[8192];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
+    if (n < 0) error = std::strerror(errno);
+    ::close(fd);
+    return out;
+}
+
+std::string human_bytes(double b) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (b >= 1024 && u < 4) {
+        b /= 1024;
+        ++u;
+    }
+    char s[32];
+    std::snprintf(s, sizeof(s), u ? "%.1f %s" : "%.0f %s", b, units[u]);
+    return s;
+}
+
+std::string duration(const nlohmann::json& v) {
+    if (!v.is_number()) return "-";
+    double s = v.get<double>();
+    char out[32];
+    if (s < 120) {
+        std::snprintf(out, sizeof(out), "%.1fs", s);
+    } else if (s < 7200) {
+        std::snprintf(out, sizeof(out), "%.0fm%02.0fs", s / 60 - 0.5, std::fmod(s, 60.0));
+    } else {
+        std::snprintf(out, sizeof(out), "%.1fh", s / 3600);
+    }
+    return out;
+}
+
+void print_table(const nlohmann::json& j) {
+    const auto& c = j["counters"];
+    const auto& b = j["buffer"];
+    const auto& l = j["local"];
+    std::printf("gateway   %s (version %s, pid %lld, up %s)\n", j["gateway_id"].get<std::string>().c_str(),
+                j["version"].get<std::string>().c_str(), j["pid"].get<long long>(), duration(j["uptime_s"]).c_str());
+    std::printf("local     %s %s%s\n", l["uri"].get<std::string>().c_str(),
+                l["connected"].get<bool>() ? (l["subscribed"].get<bool>() ? "connected, subscribed" : "connected")
+                                           : "disconnected",
+                l["last_error"].get<std::string>().empty() ? "" : (" (" + l["last_error"].get<std::string>() + ")").c_str());
+    std::printf("buffer    %lld rows, %s of %s (%s)%s\n", b["rows"].get<long long>(),
+                human_bytes(b["bytes"].get<double>()).c_str(), human_bytes(b["max_bytes"].get<double>()).c_str(),
+                b["when_full"].get<std::string>().c_str(), b["degraded"].get<bool>() ? ", DEGRADED: started from a fresh file" : "");
+    std::printf("counters  received %llu, buffered %llu, sent %llu, acked %llu\n",
+                c["received"].get<unsigned long long>(), c["buffered"].get<unsigned long long>(),
+                c["sent"].get<unsigned long long>(), c["acked"].get<unsigned long long>());
+    const auto& d = c["dropped"];
+    std::printf("dropped   no_route %llu, too_large %llu, buffer_full %llu, disk_full %llu\n",
+                d["no_route"].get<unsigned long long>(), d["too_large"].get<unsigned long long>(),
+                d["buffer_full"].get<unsigned long long>(), d["disk_full"].get<unsigned long long>());
+    std::printf("errors    buffer %llu, publish %llu\n\n", c["errors"]["buffer"].get<unsigned long long>(),
+                c["errors"]["publish"].get<unsigned long long>());
+    std::printf("%-12s %-9s %10s %11s %10s %10s %10s %8s\n", "SINK", "STATE", "WAITING", "BYTES", "OLDEST",
+                "ETA", "MSG/S", "INFLIGHT");
+    for (const auto& [name, s] : j["sinks"].items()) {
+        std::printf("%-12s %-9s %10lld %11s %10s %10s %10.0f %8llu\n", name.c_str(),
+                    s["state"].get<std::string>().c_str(), s["rows_waiting"].get<long long>(),
+                    human_bytes(s["bytes_waiting"].get<double>()).c_str(), duration(s["oldest_age_s"]).c_str(),
+                    duration(s["eta_s"]).c_str(), s["rate_msg_s"].get<double>(),
+                    s["inflight"].get<unsigned long long>());
+        if (!s["last_error"].get<std::string>().empty()) {
+            std::printf("%-12s last error: %s\n", "", s["last_error"].get<std::string>().c_str());
+        }
+    }
+}
+
+}  // namespace
+
+int print_status(const std::string& socket_path, bool as_json) {
+    std::string error;
+    std::string body = fetch(socket_path, error);
+    if (body.empty()) {
+        std::cerr << "edge-gateway status: no gateway answers on " << socket_path << ": "
+                  << (error.empty() ? "empty reply" : error) << "\n";
+        return 1;
+    }
+    if (as_json) {
+        std::cout << body;
+        return 0;
+    }
+    try {
+        print_table(nlohmann::json::parse(body));
+    } catch (const std::exception& e) {
+        std::cerr << "edge-gateway status: unexpected reply: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace egw

@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "storage/buffer.h"
+
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <algorithm>
+#include <ctime>
+#include <stdexcept>
+
+#include "storage/schema.h"
+
+namespace egw::storage {
+
+namespace {
+
+constexpr int total_bit = -1;  // the totals row for the whole buffer
+
+// Past this size the WAL is checkpointed with RESTART, which waits for the writer, so that it
+// starts again from the beginning. PASSIVE checkpoints alone never let a WAL under constant
+// writes restart, and each ingest commit appends at least one 4 KiB page to it.
+constexpr off_t wal_restart_bytes = 16 << 20;
+
+bool is_corruption(const sqlite_error& e) {
+    return e.code() == SQLITE_CORRUPT || e.code() == SQLITE_NOTADB;
+}
+
+uint64_t bit_mask(int bit) { return uint64_t{1} << bit; }
+
+}  // namespace
+
+// Row and byte changes from one write transaction, applied to the in-memory totals only
+// after the commit succeeded.
+struct buffer::delta {
+    int64_t rows[max_sinks] = {};
+    int64_t bytes[max_sinks] = {};
+    int64_t all_rows = 0;
+    int64_t all_bytes = 0;
+    bool empty = true;
+
+    void remove(uint64_t sinks_cleared, bool row_deleted, int64_t size) {
+        for (int b = 0; b < max_sinks; ++b) {
+            if (sinks_cleared & bit_mask(b)) {
+                rows[b] -= 1;
+                bytes[b] -= size;
+            }
+        }
+        if (row_deleted) {
+            all_rows -= 1;
+            all_bytes -= size;
+        }
+        empty = false;
+    }
+};
+
+buffer::buffer(buffer_options opts) : opts_(std::move(opts)) {
+    try {
+        open_files();
+        load_totals();
+    } catch (const sqlite_error& e) {
+        if (!is_corruption(e)) throw;
+        // Keep the damaged file for inspection and start empty rather than fail every restart.
+        close_files();
+        quarantined_path_ = opts_.path + ".corrupt-" + std::to_string(std::time(nullptr));
+        if (std::rename(opts_.path.c_str(), quarantined_path_.c_str()) != 0) {
+            throw std::runtime_error("buffer " + opts_.path + " is corrupt (" + e.what() +
+                                     ") and could not be moved aside");
+        }
+        std::rename((opts_.path + "-wal").c_str(), (quarantined_path_ + "-wal").c_str());
+        std::remove((opts_.path + "-shm").c_str());
+        open_files();
+        load_totals();
+    }
+}
+
+buffer::~buffer() {
+    try {
+        std::lock_guard lock(write_mu_);
+        if (snapshot_stale_) {
+            transaction t(writer_);
+            write_snapshot(delta{}, last_seq_);
+            t.commit();
+        }
+        sqlite3_wal_checkpoint_v2(writer_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
+                                  nullptr);
+    } catch (...) {
+        // The totals are rebuilt from the rows at the next start; nothing is lost.
+    }
+}
+
+// Statements first: a connection closes only once its statements are finalized.
+void buffer::close_files() {
+    for (statement* s : {&insert_, &select_oldest_, &delete_one_, &select_acked_, &delete_acked_,
+                         &clear_acked_, &update_total_, &update_meta_, &find_sink_, &max_bit_,
+                         &insert_sink_, &read_rows_, &read_oldest_}) {
+        *s = statement();
+    }
+    writer_ = connection();
+    reader_ = connection();
+    checkpointer_ = connection();
+}
+
+void buffer::open_files() {
+    const int rw = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+    writer_ = connection(opts_.path, rw);
+    sqlite3* db = writer_.get();
+    exec(db, "PRAGMA journal_mode = WAL");
+    exec(db, opts_.sync == sync_mode::full ? "PRAGMA synchronous = FULL"
+                                           : "PRAGMA synchronous = NORMAL");
+    // Checkpoints run in maintain() on a worker thread, never inside an ingest commit.
+    exec(db, "PRAGMA wal_autocheckpoint = 0");
+    exec(db, "PRAGMA journal_size_limit = 67108864");
+    // Touch the schema so that a file that is not a database fails here, at start-up.
+    exec(db, "SELECT count(*) FROM sqlite_master");
+    migrate(db);
+
+    insert_ = statement(db, "INSERT INTO messages (seq, ts, sinks, size, topic, payload) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    select_oldest_ = statement(db, "SELECT seq, sinks, size FROM messages ORDER BY seq LIMIT 256");
+    delete_one_ = statement(db, "DELETE FROM messages WHERE seq = ?1");
+    select_acked_ = statement(db,
+                              "SELECT sinks, size FROM messages WHERE seq > ?1 AND seq <= ?2 "
+                              "AND (sinks & ?3) != 0");
+    delete_acked_ =
+        statement(db, "DELETE FROM messages WHERE seq > ?1 AND seq <= ?2 AND sinks = ?3");
+    clear_acked_ = statement(db,
+                             "UPDATE messages SET sinks = sinks & ~?3 WHERE seq > ?1 AND "
+                             "seq <= ?2 AND (sinks & ?3) != 0");
+    update_total_ = statement(db, "INSERT OR REPLACE INTO totals (bit, rows, bytes) "
+                                  "VALUES (?1, ?2, ?3)");
+    update_meta_ = statement(db, "UPDATE meta SET value = ?2 WHERE key = ?1");
+    find_sink_ = statement(db, "SELECT bit FROM sinks WHERE name = ?1");
+    max_bit_ = statement(db, "SELECT coalesce(max(bit) + 1, 0) FROM sinks");
+    insert_sink_ = statement(db, "INSERT INTO sinks (name, bit) VALUES (?1, ?2)");
+
+    reader_ = connection(opts_.path, SQLITE_OPEN_READWRITE);
+    exec(reader_.get(), "PRAGMA query_only = 1");
+    read_rows_ = statement(reader_.get(),
+                           "SELECT seq, ts, sinks, topic, payload FROM messages "
+                           "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");
+    read_oldest_ = statement(reader_.get(),
+                             "SELECT ts FROM messages WHERE seq > ?1 AND (sinks & ?2) != 0 "
+                             "ORDER BY seq LIMIT 1");
+
+    checkpointer_ = connection(opts_.path, SQLITE_OPEN_READWRITE);
+}
+
+void buffer::load_totals() {
+    sqlite3* db = writer_.get();
+    uint64_t last = 0;
+    {
+        statement s(db, "SELECT key, value FROM meta");
+        while (s.step()) {
+            if (s.text(0) == "snapshot_seq") snapshot_seq_ = static_cast<uint64_t>(s.int64(1));
+            if (s.text(0) == "last_seq") last = static_cast<uint64_t>(s.int64(1));
+        }
+    }
+    {
+        statement s(db, "SELECT bit, rows, bytes FROM totals");
+        while (s.step()) {
+            int bit = static_cast<int>(s.int64(0));
+            tally& t = bit == total_bit ? all_ : per_sink_.at(static_cast<size_t>(bit));
+            t.rows = s.int64(1);
+            t.bytes = s.int64(2);
+        }
+    }
+    // Rows written after the snapshot: at most the few seconds between two snapshots.
+    statement s(db, "SELECT seq, sinks, size FROM messages WHERE seq > ?1 ORDER BY seq");
+    s.bind(1, static_cast<int64_t>(snapshot_seq_));
+    while (s.step()) {
+        auto seq = static_cast<uint64_t>(s.int64(0));
+        auto sinks = static_cast<uint64_t>(s.int64(1));
+        int64_t size = s.int64(2);
+        all_.rows += 1;
+        all_.bytes += size;
+        for (int b = 0; b < max_sinks; ++b) {
+            if (sinks & bit_mask(b)) {
+                per_sink_[b].rows += 1;
+                per_sink_[b].bytes += size;
+            }
+        }
+        if (seq > last) last = seq;
+    }
+    statement m(db, "SELECT coalesce(max(seq), 0) FROM messages");
+    m.step();
+    if (static_cast<uint64_t>(m.int64(0)) > last) last = static_cast<uint64_t>(m.int64(0));
+    last_seq_ = last;
+    snapshot_stale_ = last > snapshot_seq_;
+}
+
+int buffer::sink_bit(const std::string& name) {
+    std::lock_guard lock(write_mu_);
+    find_sink_.bind(1, name);
+    if (find_sink_.step()) {
+        int bit = static_cast<int>(find_sink_.int64(0));
+        find_sink_.reset();
+        return bit;
+    }
+    find_sink_.reset();
+    max_bit_.step();
+    int bit = static_cast<int>(max_bit_.int64(0));
+    max_bit_.reset();
+    if (bit >= max_sinks) throw std::runtime_error("too many sinks (at most 63 over the file's life)");
+    insert_sink_.bind(1, name).bind(2, bit);
+    insert_sink_.step();
+    insert_sink_.reset();
+    return bit;
+}
+
+// Deletes the oldest rows until `size` more bytes fit. Runs inside the caller's transaction.
+bool buffer::evict_for(uint64_t size, delta& d, uint64_t& evicted) {
+    auto over = [&] {
+        return static_cast<uint64_t>(all_.bytes.load() + d.all_bytes) + size > opts_.max_bytes;
+    };
+    while (over()) {
+        std::vector<std::pair<uint64_t, std::pair<uint64_t, int64_t>>> victims;
+        while (select_oldest_.step()) {
+            victims.push_back({static_cast<uint64_t>(select_oldest_.int64(0)),
+                               {static_cast<uint64_t>(select_oldest_.int64(1)),
+                                select_oldest_.int64(2)}});
+        }
+        select_oldest_.reset();
+        if (victims.empty()) return false;
+        for (auto& [seq, v] : victims) {
+            if (!over()) break;
+            delete_one_.bind(1, static_cast<int64_t>(seq));
+            delete_one_.step();
+            delete_one_.reset();
+            d.remove(v.first, true, v.second);
+            ++evicted;
+        }
+    }
+    return true;
+}
+
+append_result buffer::append(std::string_view topic, std::string_view payload, uint64_t sinks,
+                             int64_t ts_ms, const stored_fn& on_stored) {
+    append_result r;
+    const uint64_t size = topic.size() + payload.size();
+    if (size > opts_.max_bytes) {
+        r.status = append_status::too_large;
+        return r;
+    }
+    std::unique_lock lock(write_mu_);
+    auto full = [&] { return static_cast<uint64_t>(all_.bytes.load()) + size > opts_.max_bytes; };
+    if (full()) {
+        if (opts_.policy == when_full::drop_newest) {
+            r.status = append_status::dropped_full;
+            return r;
+        }
+        if (opts_.policy == when_full::block) {
+            // Holding the ingest thread here is the back-pressure: the local broker keeps the
+            // messages that follow in the gateway's persistent session.
+            space_cv_.wait(lock, [&] { return stopping_ || !full(); });
+            if (full()) {
+                r.status = append_status::dropped_full;
+                return r;
+            }
+        }
+    }
+    delta d;
+    const uint64_t seq = last_seq_.load(std::memory_order_relaxed) + 1;
+    try {
+        transaction t(writer_);
+        if (full() && !evict_for(size, d, r.evicted)) {
+            r.status = append_status::failed;
+            r.error = "buffer accounting is inconsistent: nothing left to evict";
+            return r;
+        }
+        insert_.bind(1, static_cast<int64_t>(seq))
+            .bind(2, ts_ms)
+            .bind(3, static_cast<int64_t>(sinks))
+            .bind(4, static_cast<int64_t>(size))
+            .bind(5, topic)
+            .bind_blob(6, payload);
+        insert_.step();
+        insert_.reset();
+        // Evicted rows may sit below the snapshot, so the snapshot moves in the same commit.
+        if (!d.empty) write_snapshot(d, seq - 1);
+        t.commit();
+    } catch (const sqlite_error& e) {
+        r.status = e.code() == SQLITE_FULL ? append_status::disk_full : append_status::failed;
+        r.error = e.what();
+        return r;
+    }
+    if (!d.empty) {
+        apply(d);
+        snapshot_seq_ = seq - 1;
+    }
+    all_.rows += 1;
+    all_.bytes += static_cast<int64_t>(size);
+    for (int b = 0; b < max_sinks; ++b) {
+        if (sinks & bit_mask(b)) {
+            per_sink_[b].rows += 1;
+            per_sink_[b].bytes += static_cast<int64_t>(size);
+        }
+    }
+    last_seq_.store(seq, std::memory_order_release);
+    snapshot_stale_ = true;
+    r.status = append_status::stored;
+    r.seq = seq;
+    if (on_stored) {
+        on_stored(stored_row{seq, ts_ms, sinks, std::string(topic), std::string(payload)});
+    }
+    return r;
+}
+
+void buffer::apply(const delta& d) {
+    all_.rows += d.all_rows;
+    all_.bytes += d.all_bytes;
+    for (int b = 0; b < max_sinks; ++b) {
+        if (d.rows[b] || d.bytes[b]) {
+            per_sink_[b].rows += d.rows[b];
+            per_sink_[b].bytes += d.bytes[b];
+        }
+    }
+}
+
+// Inside a write transaction: records the totals as they will be once `d` is applied, valid
+// for every row at or below at_seq.
+void buffer::write_snapshot(const delta& d, uint64_t at_seq) {
+    auto put = [&](int bit, int64_t rows, int64_t bytes) {
+        update_total_.bind(1, bit).bind(2, rows).bind(3, bytes);
+        update_total_.step();
+        update_total_.reset();
+    };
+    put(total_bit, all_.rows + d.all_rows, all_.bytes + d.all_bytes);
+    for (int b = 0; b < max_sinks; ++b) {
+        int64_t rows = per_sink_[b].rows + d.rows[b];
+        int64_t bytes = per_sink_[b].bytes + d.bytes[b];
+        if (rows || bytes || known_bits_ & bit_mask(b)) {
+            put(b, rows, bytes);
+            known_bits_ |= bit_mask(b);
+        }
+    }
+    auto meta = [&](const char* key, uint64_t v) {
+        update_meta_.bind(1, key).bind(2, static_cast<int64_t>(v));
+        update_meta_.step();
+        update_meta_.reset();
+    };
+    meta("snapshot_seq", at_seq);
+    meta("last_seq", last_seq_.load(std::memory_order_relaxed));
+}
+
+uint64_t buffer::read(int bit, uint64_t after, size_t limit, std::vector<stored_row>& out) {
+    // Anything committed before this load is visible to the query below.
+    uint64_t vouched = last_seq_.load(std::memory_order_acquire);
+    const size_t first = out.size();
+    read_rows_.bind(1, static_cast<int64_t>(after))
+        .bind(2, static_cast<int64_t>(bit_mask(bit)))
+        .bind(3, static_cast<int64_t>(limit));
+    try {
+        while (read_rows_.step()) {
+            out.push_back(stored_row{static_cast<uint64_t>(read_rows_.int64(0)),
+                                     read_rows_.int64(1),
+                                     static_cast<uint64_t>(read_rows_.int64(2)),
+                                     std::string(read_rows_.text(3)),
+                                     std::string(read_rows_.blob(4))});
+        }
+    } catch (...) {
+        read_rows_.reset();
+        throw;
+    }
+    read_rows_.reset();
+    const size_t n = out.size() - first;
+    if (n == 0) return std::max(vouched, after);
+    uint64_t last = out.back().seq;
+    return n < limit ? std::max(vouched, last) : last;
+}
+
+int64_t buffer::oldest_ts(int bit, uint64_t after) {
+    read_oldest_.bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(bit_mask(bit)));
+    int64_t ts = read_oldest_.step() ? read_oldest_.int64(0) : -1;
+    read_oldest_.reset();
+    return ts;
+}
+
+void buffer::ack(int bit, uint64_t after, uint64_t through) {
+    if (through <= after) return;
+    const auto mask = static_cast<int64_t>(bit_mask(bit));
+    std::lock_guard lock(write_mu_);
+    delta d;
+    transaction t(writer_);
+    select_acked_.bind(1, static_cast<int64_t>(after))
+        .bind(2, static_cast<int64_t>(through))
+        .bind(3, mask);
+    while (select_acked_.step()) {
+        auto sinks = static_cast<uint64_t>(select_acked_.int64(0));
+        d.remove(bit_mask(bit), sinks == bit_mask(bit), select_acked_.int64(1));
+    }
+    select_acked_.reset();
+    if (d.empty) return;  // rolled back: nothing to do (evicted meanwhile)
+    for (statement* s : {&delete_acked_, &clear_acked_}) {
+        s->bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(through)).bind(3, mask);
+        s->step();
+        s->reset();
+    }
+    const uint64_t at = last_seq_.load(std::memory_order_relaxed);
+    write_snapshot(d, at);
+    t.commit();
+    apply(d);
+    snapshot_seq_ = at;
+    snapshot_stale_ = false;
+    space_cv_.notify_all();
+}
+
+void buffer::maintain() {
+    {
+        std::lock_guard lock(write_mu_);
+        if (snapshot_stale_) {
+            const uint64_t at = last_seq_.load(std::memory_order_relaxed);
+            transaction t(writer_);
+            write_snapshot(delta{}, at);
+            t.commit();
+            snapshot_seq_ = at;
+            snapshot_stale_ = false;
+        }
+    }
+    struct stat st{};
+    const bool big = ::stat((opts_.path + "-wal").c_str(), &st) == 0 && st.st_size > wal_restart_bytes;
+    if (big) {
+        // Hold the write lock so ingest waits here, not in SQLite's busy handler.
+        std::lock_guard lock(write_mu_);
+        int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr,
+                                           SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+        if (rc != SQLITE_BUSY) check(checkpointer_.get(), rc, "checkpoint");
+    } else {
+        int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr,
+                                           SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        if (rc != SQLITE_BUSY) check(checkpointer_.get(), rc, "checkpoint");
+    }
+}
+
+void buffer::stop() {
+    {
+        std::lock_guard lock(write_mu_);
+        stopping_ = true;
+    }
+    space_cv_.notify_all();
+}
+
+}  // namespace egw::storage

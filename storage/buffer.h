@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: Apache-2.0
+// The durable message buffer: a SQLite file in WAL mode that every accepted message enters
+// before anything else happens to it, and that a message leaves only when every sink it was
+// routed to has acknowledged it.
+//
+// Threads. append() runs on the ingest thread and commits before it returns. read() and
+// oldest_ts() use a separate reader connection and belong to one thread (the loop). ack() and
+// maintain() run on worker threads. The write connection is serialised by a mutex; the
+// in-memory totals are atomics so any thread may read them.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "storage/sqlite.h"
+
+namespace egw::storage {
+
+inline constexpr int max_sinks = 63;
+
+enum class when_full { drop_oldest, drop_newest, block };
+enum class sync_mode { normal, full };
+
+struct buffer_options {
+    std::string path;
+    uint64_t max_bytes = 1ull << 30;
+    when_full policy = when_full::drop_oldest;
+    // normal: a commit is a write() into the WAL (survives kill -9); the WAL is fsynced at each
+    // checkpoint. full: every commit is fsynced (survives power loss at any instant).
+    sync_mode sync = sync_mode::normal;
+};
+
+struct stored_row {
+    uint64_t seq = 0;
+    int64_t ts_ms = 0;
+    uint64_t sinks = 0;
+    std::string topic;
+    std::string payload;
+};
+
+enum class append_status {
+    stored,
+    dropped_full,  // drop-newest, or block interrupted by stop()
+    too_large,     // larger than max_bytes on its own
+    disk_full,     // SQLITE_FULL: the message is dropped, delivery goes on and frees space
+    failed,        // any other SQLite error (logged by the caller)
+};
+
+struct append_result {
+    append_status status = append_status::failed;
+    uint64_t seq = 0;
+    uint64_t evicted = 0;  // rows dropped by drop-oldest to make room
+    std::string error;
+};
+
+struct tally {
+    std::atomic<int64_t> rows{0};
+    std::atomic<int64_t> bytes{0};
+};
+
+class buffer {
+public:
+    // Called with the write lock held, right after the commit, in sequence order. The loop
+    // uses it to see live rows in exactly the order they were committed.
+    using stored_fn = std::function<void(stored_row&&)>;
+
+    // Opens or creates the file, migrates it and loads the totals. A file SQLite reports as
+    // corrupt (or not a database) is renamed to PATH.corrupt-<unix time> and a fresh buffer
+    // is created: the gateway keeps running and the old file is kept for inspection.
+    // quarantined() tells whether that happened. Throws on anything else.
+    explicit buffer(buffer_options opts);
+    ~buffer();
+    buffer(const buffer&) = delete;
+    buffer& operator=(const buffer&) = delete;
+
+    // Stable bit for a sink name, assigned on first use and kept in the file.
+    int sink_bit(const std::string& name);
+
+    // Stores one message for the sinks in `sinks` and commits. ts_ms is the ingest time.
+    append_result append(std::string_view topic, std::string_view payload, uint64_t sinks,
+                         int64_t ts_ms, const stored_fn& on_stored);
+
+    // Up to `limit` rows for sink `bit` with seq > after, oldest first. Returns the highest
+    // sequence number the read can vouch for: every row for this sink up to it is in `out`
+    // (or was at or below `after`). Reader connection: one thread only.
+    uint64_t read(int bit, uint64_t after, size_t limit, std::vector<stored_row>& out);
+
+    // Ingest time of the oldest row for `bit` with seq > after, or -1 if there is none.
+    int64_t oldest_ts(int bit, uint64_t after);
+
+    // Every row for sink `bit` with after < seq <= through was acknowledged: clear its bit and
+    // delete rows no sink still needs. Worker thread.
+    void ack(int bit, uint64_t after, uint64_t through);
+
+    // Writes the totals snapshot if it is stale and checkpoints the WAL (the fsync). Worker.
+    void maintain();
+
+    // Wakes an append blocked by when_full=block; it returns dropped_full.
+    void stop();
+
+    const tally& total() const { return all_; }
+    const tally& for_sink(int bit) const { return per_sink_[bit]; }
+    uint64_t last_seq() const { return last_seq_.load(std::memory_order_acquire); }
+    bool quarantined() const { return !quarantined_path_.empty(); }
+    const std::string& quarantined_path() const { return quarantined_path_; }
+    const buffer_options& options() const { return opts_; }
+
+private:
+    struct delta;
+    void open_files();
+    void close_files();
+    void load_totals();
+    void apply(const delta& d);
+    void write_snapshot(const delta& d, uint64_t at_seq);
+    bool evict_for(uint64_t size, delta& d, uint64_t& evicted);
+
+    buffer_options opts_;
+    std::string quarantined_path_;
+
+    std::mutex write_mu_;  // guards writer_ and every statement on it
+    std::condition_variable space_cv_;
+    bool stopping_ = false;
+    connection writer_;
+    statement insert_, select_oldest_, delete_one_, select_acked_, delete_acked_,
+        clear_acked_, update_total_, update_meta_, find_sink_, max_bit_, insert_sink_;
+
+    connection reader_;  // loop thread only
+    statement read_rows_, read_oldest_;
+
+    connection checkpointer_;  // worker thread only; checkpoints take no write lock
+
+    tally all_;
+    std::array<tally, max_sinks> per_sink_;
+    std::atomic<uint64_t> last_seq_{0};
+    uint64_t snapshot_seq_ = 0;  // rows at or below it are in the totals table (write_mu_)
+    bool snapshot_stale_ = false;
+    uint64_t known_bits_ = 0;    // sinks that have a totals row (write_mu_)
+};
+
+}  // namespace egw::storage

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "storage/schema.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "storage/sqlite.h"
+
+namespace egw::storage {
+namespace {
+
+// Each entry takes the schema from version i to i + 1. Entries are never edited once
+// released: a change is a new entry.
+const char* const migrations[] = {
+    // 0 -> 1
+    R"sql(
+    -- One row per accepted message. `sinks` is the set of sinks (bit per sink, see table
+    -- sinks) that have not acknowledged it yet; the row is deleted when it reaches 0.
+    -- Small columns come first so scans that need only seq/sinks/size never touch the
+    -- payload's overflow pages.
+    CREATE TABLE messages (
+        seq     INTEGER PRIMARY KEY,   -- per gateway, monotonic, never reused
+        ts      INTEGER NOT NULL,      -- ingest time, unix milliseconds
+        sinks   INTEGER NOT NULL,      -- bitmask of sinks still to deliver to
+        size    INTEGER NOT NULL,      -- topic + payload bytes, counted against max_bytes
+        topic   TEXT    NOT NULL,
+        payload BLOB    NOT NULL
+    );
+    -- Stable sink name -> bit, so a restart or reload keeps each sink's pending rows.
+    CREATE TABLE sinks (
+        name TEXT PRIMARY KEY,
+        bit  INTEGER NOT NULL UNIQUE CHECK (bit BETWEEN 0 AND 62)
+    );
+    -- Row and byte totals as of meta.snapshot_seq (bit -1 = the whole buffer). Ingest does
+    -- not update them (that would double the cost of each commit); start-up adds the rows
+    -- written after snapshot_seq, which is at most a few seconds of traffic.
+    CREATE TABLE totals (
+        bit   INTEGER PRIMARY KEY,
+        rows  INTEGER NOT NULL,
+        bytes INTEGER NOT NULL
+    );
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO meta VALUES ('snapshot_seq', 0), ('last_seq', 0);
+    INSERT INTO totals VALUES (-1, 0, 0);
+    )sql",
+};
+
+int user_version(sqlite3* db) {
+    statement s(db, "PRAGMA user_version");
+    s.step();
+    return static_cast<int>(s.int64(0));
+}
+
+}  // namespace
+
+void migrate(sqlite3* db) {
+    int v = user_version(db);
+    if (v > schema_version) {
+        throw std::runtime_error("buffer schema version " + std::to_string(v) +
+                                 " is newer than this build supports (" +
+                                 std::to_string(schema_version) + ")");
+    }
+    if (v == schema_version) return;
+    exec(db, "BEGIN IMMEDIATE");
+    try {
+        for (; v < schema_version; ++v) exec(db, migrations[v]);
+        exec(db, ("PRAGMA user_version = " + std::to_string(schema_version)).c_str());
+        exec(db, "COMMIT");
+    } catch (...) {
+        sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+        throw;
+    }
+}
+
+}  // namespace egw::storage
