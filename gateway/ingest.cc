@@ -29,6 +29,7 @@ ingest::ingest(local_config cfg, storage::buffer& buf, router& routes, counters&
       routes_(routes),
       cnt_(cnt),
       mb_(mb),
+      log_(log::get("ingest")),
       conn_(reconnect_policy()) {
     subscribe_listener_.self = this;
     cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, nullptr);
@@ -49,7 +50,7 @@ void ingest::connect() {
     // restarts; the broker needs max_queued_messages 0 (unlimited) for that to be lossless.
     opts.set_clean_session(cfg_.clean_session);
     opts.set_keep_alive_interval(cfg_.keepalive_s);
-    opts.set_connect_timeout(10);
+    opts.set_connect_timeout(connect_timeout);
     if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
     if (!cfg_.password.empty()) opts.set_password(cfg_.password);
     if (cfg_.tls) {
@@ -112,7 +113,7 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
         const mqtt::binary_ref& payload = msg->get_payload_ref();
         const size_t size = payload ? payload.size() : 0;
         std::string_view body = size ? std::string_view(payload.data(), size) : std::string_view();
-        auto lg = log::get("ingest");
+        const auto& lg = log_;
         if (size > cfg_.max_payload_bytes) {
             cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
             if (too_large_log_.allow()) {
@@ -200,7 +201,13 @@ void ingest::handle(ingest_event& e) {
 }
 
 void ingest::pump() {
-    if (!stopping_ && conn_.wants_connect(sink_machine::clock::now())) connect();
+    if (stopping_) return;
+    const auto now = sink_machine::clock::now();
+    if (conn_.connect_overdue(now, connect_timeout + std::chrono::seconds(5))) {
+        last_error_ = "connect attempt got no answer";
+        conn_.on_disconnected(now);
+    }
+    if (conn_.wants_connect(now)) connect();
 }
 
 void ingest::stop(std::chrono::milliseconds budget) {

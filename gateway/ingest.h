@@ -53,6 +53,7 @@ private:
     router& routes_;
     counters& cnt_;
     mailbox<event>& mb_;
+    std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> cli_;
     // Reuses the sink's reconnect policy; the data-path parts stay unused.
     sink_machine conn_;

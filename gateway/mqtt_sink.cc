@@ -23,6 +23,8 @@ std::string describe(const mqtt::token& tok) {
     return mqtt::exception::printable_error(tok.get_return_code(), tok.get_reason_code());
 }
 
+const std::chrono::seconds connect_timeout{10};
+
 bool log_failure(int failures) {
     // The first failures, then every 10th: a week offline must not fill the journal.
     return failures <= 3 || failures % 10 == 0;
@@ -79,7 +81,7 @@ void mqtt_sink::connect() {
         opts.set_clean_session(true);
     }
     opts.set_keep_alive_interval(cfg_.keepalive_s);
-    opts.set_connect_timeout(10);
+    opts.set_connect_timeout(connect_timeout);
     opts.set_max_inflight(cfg_.inflight);
     const std::string offline = nlohmann::json{{"gateway_id", gateway_id_}, {"state", "offline"}}.dump();
     opts.set_will(mqtt::will_options(status_topic_, offline, 1, true));
@@ -108,8 +110,19 @@ void mqtt_sink::connect() {
     }
 }
 
-void mqtt_sink::connect_listener::on_success(const mqtt::token&) {
-    self->mb_.post(sink_event{self->id_, sink_event::connected, 0, {}});
+void mqtt_sink::connect_listener::on_success(const mqtt::token& tok) {
+    // An MQTT 5 broker caps our in-flight publishes with Receive Maximum (Mosquitto: its
+    // max_inflight_messages, 20 by default) and disconnects a client that exceeds it.
+    uint64_t receive_max = 0;
+    try {
+        mqtt::properties props = tok.get_connect_response().get_properties();
+        if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
+            receive_max = mqtt::get<uint16_t>(props.get(mqtt::property::RECEIVE_MAXIMUM));
+        }
+    } catch (const std::exception&) {
+        // MQTT 3.1.1 has no such property.
+    }
+    self->mb_.post(sink_event{self->id_, sink_event::connected, receive_max, {}});
 }
 
 void mqtt_sink::connect_listener::on_failure(const mqtt::token& tok) {
@@ -147,9 +160,9 @@ void mqtt_sink::handle(sink_event& e) {
         case sink_event::connected:
             // Paho C++ 1.2 over Paho C 1.3 may report one connect twice.
             if (stopping_ || machine_.connected()) return;
-            machine_.on_connected();
+            machine_.on_connected(static_cast<size_t>(e.seq));
             last_error_.clear();
-            lg->info("{}: connected to {}", cfg_.name, cfg_.uri);
+            lg->info("{}: connected to {} (window {})", cfg_.name, cfg_.uri, machine_.window());
             if (!last_status_.empty()) publish_status(last_status_);
             break;
         case sink_event::connect_failed:
@@ -189,7 +202,13 @@ void mqtt_sink::on_live(const storage::stored_row& row) {
 
 void mqtt_sink::pump() {
     if (stopping_) return;
-    if (machine_.wants_connect(sink_machine::clock::now())) connect();
+    const auto now = sink_machine::clock::now();
+    if (machine_.connect_overdue(now, connect_timeout + std::chrono::seconds(5))) {
+        // Paho never answered the attempt; do not wait for it forever.
+        last_error_ = "connect attempt got no answer";
+        machine_.on_disconnected(now);
+    }
+    if (machine_.wants_connect(now)) connect();
     while (machine_.connected()) {
         if (machine_.wants_read()) {
             read_scratch_.clear();
@@ -216,12 +235,19 @@ void mqtt_sink::pump() {
         try {
             cli_->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(row->seq)), *this);
         } catch (const mqtt::exception& e) {
-            if (e.get_return_code() == MQTTASYNC_MAX_MESSAGES_INFLIGHT) {
-                // The broker's receive maximum is below our window: use what it allows.
+            const int rc = e.get_return_code();
+            if (rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT) {
+                // Paho's own in-flight limit is below our window: use what it allows.
                 machine_.shrink_window();
                 return;
             }
             cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
+            if (rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_MAX_BUFFERED_MESSAGES) {
+                // Paho already knows the connection is gone; connection_lost is on its way.
+                last_error_ = "connection lost";
+                machine_.on_disconnected(sink_machine::clock::now());
+                return;
+            }
             force_reconnect(std::string("publish failed: ") + e.what());
             return;
         }

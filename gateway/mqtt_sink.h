@@ -26,6 +26,8 @@ namespace egw {
 std::string describe(const mqtt::token& tok);
 // Whether the n-th consecutive connect failure is worth a log line.
 bool log_failure(int failures);
+// How long Paho may take to establish a connection (TCP, TLS, CONNACK).
+extern const std::chrono::seconds connect_timeout;
 
 class mqtt_sink final : private mqtt::callback, private mqtt::iaction_listener {
 public:

@@ -18,11 +18,12 @@ const char* to_string(sink_state s) {
 sink_machine::sink_machine(sink_limits limits, uint64_t seed)
     : limits_(limits), window_(std::max<size_t>(1, limits.window)), rng_(seed) {}
 
-void sink_machine::on_connected() {
+void sink_machine::on_connected(size_t receive_max) {
     connected_ = true;
     connecting_ = false;
     attempts_ = 0;
     window_ = std::max<size_t>(1, limits_.window);
+    if (receive_max > 0) window_ = std::min(window_, receive_max);
 }
 
 void sink_machine::on_disconnected(clock::time_point now) {

@@ -39,7 +39,8 @@ public:
     explicit sink_machine(sink_limits limits, uint64_t seed = std::random_device{}());
 
     // --- events ---------------------------------------------------------------------------
-    void on_connected();
+    // receive_max: the broker's limit on unacknowledged publishes (0 = none given).
+    void on_connected(size_t receive_max = 0);
     // Connection lost or a connect attempt failed: rewind and schedule the next attempt.
     void on_disconnected(clock::time_point now);
     // A row committed to the buffer for this sink, in sequence order.
@@ -54,7 +55,14 @@ public:
     // --- what to do next ------------------------------------------------------------------
     bool wants_connect(clock::time_point now) const;
     clock::time_point next_connect_at() const { return next_connect_; }
-    void connecting() { connecting_ = true; }
+    void connecting(clock::time_point now = clock::now()) {
+        connecting_ = true;
+        connect_started_ = now;
+    }
+    // An attempt has been under way for longer than `limit`.
+    bool connect_overdue(clock::time_point now, clock::duration limit) const {
+        return connecting_ && now - connect_started_ > limit;
+    }
     bool wants_read() const;
     uint64_t read_after() const { return loaded_through_; }
     // The next row to publish, or nullptr when the window is full or nothing is loaded.
@@ -96,6 +104,7 @@ private:
     int attempts_ = 0;
     uint64_t reconnects_ = 0;
     clock::time_point next_connect_{};
+    clock::time_point connect_started_{};
 
     std::deque<storage::stored_row> pending_;  // loaded, not yet sent, by seq
     std::deque<flight> inflight_;              // sent, by seq

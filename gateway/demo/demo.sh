@@ -75,6 +75,9 @@ gw_bin="$root/$build_dir/gateway/edge-gateway"
 note "$("$gw_bin" --version 2>&1 | head -n 1)"
 
 # --- helpers --------------------------------------------------------------------------------
+# Debian installs the broker in /usr/sbin, which is not on a normal user's PATH.
+mosquitto_bin=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+[[ -x "$mosquitto_bin" ]] || die "mosquitto not found (apt-get install mosquitto)"
 port_busy() { (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Mosquitto drops root privileges to the "mosquitto" user, which could not write into our 0700
@@ -104,7 +107,7 @@ start_broker() {
     tail -n 5 "$tmp/$name/mosquitto.log" >&2
     die "$name broker did not start"
 }
-launch_broker() { mosquitto -c "$tmp/$1/mosquitto.conf" >>"$tmp/$1/mosquitto.log" 2>&1 & }
+launch_broker() { "$mosquitto_bin" -c "$tmp/$1/mosquitto.conf" >>"$tmp/$1/mosquitto.log" 2>&1 & }
 
 # wait_port PORT PID: true once PORT accepts connections, false if PID died or after 5 s.
 wait_port() {
@@ -135,8 +138,8 @@ status_line() {
         printf '%s   [status] gateway not answering%s\n' "$cyan" "$off"
         return
     fi
-    printf '%s   [status] cloud sink: %-8s rows waiting %-5s oldest %ss   acked %s%s\n' "$cyan" \
-        "$(json_field state "$js")" "$(json_field rows_waiting "$js")" \
+    LC_ALL=C printf '%s   [status] cloud sink: %-8s rows waiting %-5s oldest %5.1fs   acked %s%s\n' \
+        "$cyan" "$(json_field state "$js")" "$(json_field rows_waiting "$js")" \
         "$(json_field oldest_age_s "$js")" "$(json_field acked "$js")" "$off"
 }
 show_status() {
@@ -301,14 +304,20 @@ cloud_pid=$!
 pids+=("$cloud_pid")
 wait_port "$cloud_port" "$cloud_pid" || die "cloud stand-in did not restart"
 note "cloud stand-in restarted on port $cloud_port"
-drain_limit=$((SECONDS + 2 * phase_s + 10))
+drain_limit=$((SECONDS + phase_s + 10))
+back_online=''
 while ((SECONDS < drain_limit)); do
     sleep 1
     status_line
     # online = connected, caught up with the buffer, sending live messages as they come.
-    [[ "$(json_field state "$(status_json)")" == online ]] && break
+    if [[ "$(json_field state "$(status_json)")" == online ]]; then
+        back_online=yes
+        break
+    fi
 done
 show_status
+[[ -n "$back_online" ]] ||
+    printf '%s   the cloud sink is not back online after %ss%s\n' "$red" "$((phase_s + 10))" "$off"
 
 say "Stopping the sensors and letting the last readings through"
 touch "$tmp/stop-devices"

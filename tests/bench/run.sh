@@ -17,7 +17,7 @@ BUILD=${BENCH_BUILD_DIR:-$ROOT/build-bench}
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     : "${BENCH_N:=20000}" "${BENCH_BACKLOG:=50000}" "${BENCH_LAT_SECONDS:=3}"
-    : "${BENCH_STARTUP_ROWS:=200000}"
+    : "${BENCH_STARTUP_ROWS:=200000}" "${BENCH_REPEAT:=1}"
 fi
 N=${BENCH_N:-200000}                    # (a)(b) messages in the throughput stream
 BACKLOG=${BENCH_BACKLOG:-1000000}       # (c)(d) messages piled up during the outage
@@ -26,6 +26,7 @@ DEVICES=${BENCH_DEVICES:-100}           # device topics devices/devN/telemetry/b
 WINDOW=${BENCH_WINDOW:-1000}            # publisher's unacknowledged QoS 1 window
 INFLIGHT=${BENCH_INFLIGHT:-256}         # bridge max_inflight_messages = sink inflight
 MQTT_VERSION=${BENCH_MQTT_VERSION:-5}   # uplink protocol, bridge and gateway alike (3 or 5)
+REPEAT=${BENCH_REPEAT:-3}              # (a)(b) stream runs per system; the median is reported
 LAT_RATE=${BENCH_LAT_RATE:-5000}        # (e) fixed publish rate, msg/s
 LAT_SECONDS=${BENCH_LAT_SECONDS:-10}    # (e) duration
 STARTUP=${BENCH_STARTUP:-0}             # (f) on/off
@@ -342,7 +343,8 @@ check_delivery() {  # label consumer-out expected
     [[ ${u:-0} == "$3" ]] || log "WARNING $1: only ${u:-0} of $3 messages arrived"
 }
 
-declare -A R  # results: R[figure.system]
+declare -A R    # results: R[figure.system]
+declare -A RUN  # per stream run details, by system.rate
 CHECKS=()
 BRIDGE_FILTER='devices/#'
 GW_FILTER='gateways/gw-bench/devices/#'
@@ -372,29 +374,41 @@ stream_run() {  # system (bridge|gateway)
     publish "$d/warm.pub" 2000
     wait_consumer
 
-    # (a)/(b): N messages at full speed, end to end.
-    log "$sys: stream of $N messages"
-    local worker=$EDGE_PID cpu_e0 cpu_c0 cpu_w0
+    # (a)/(b): N messages at full speed, end to end, REPEAT times; the median run counts.
+    local worker=$EDGE_PID
     [[ $sys == gateway ]] && worker=$GW_PID
-    cpu_e0=$(cpu_s "$EDGE_PID") cpu_c0=$(cpu_s "$CLOUD_PID") cpu_w0=$(cpu_s "$worker")
-    [[ $sys == gateway ]] && thread_cpu "$GW_PID" >"$d/threads.0"
-    consumer "$d/stream.out" "$filter" "$N"
-    publish "$d/stream.pub" "$N"
-    wait_consumer
-    local t0 t1 secs
-    t0=$(kv "$d/stream.pub" start_ns) t1=$(kv "$d/stream.out" last_ns)
-    secs=$(calc "($t1-$t0)/1e9")
-    R[stream.$sys]=$(calc "round($(kv "$d/stream.out" unique)/$secs)")
-    R[pubrate.$sys]=$(kv "$d/stream.pub" rate)
-    R[cpu.$sys]=$(calc "f'edge {$(cpu_s "$EDGE_PID")-$cpu_e0:.1f}s cloud {$(cpu_s "$CLOUD_PID")-$cpu_c0:.1f}s'")
-    if [[ $sys == gateway ]]; then
-        R[cpu.$sys]+=$(calc "f' gateway {$(cpu_s "$GW_PID")-$cpu_w0:.1f}s'")
-        thread_cpu "$GW_PID" >"$d/threads.1"
-        R[threads.gateway]=$(thread_cpu_diff "$d/threads.0" "$d/threads.1" "$secs")
-    fi
-    R[streamlat.$sys]="$(kv "$d/stream.out" lat_p50_us)/$(kv "$d/stream.out" lat_p99_us)"
-    check_delivery "stream $sys" "$d/stream.out" "$N"
-    log "$sys: ${R[stream.$sys]} msg/s end to end (publisher ${R[pubrate.$sys]} msg/s)"
+    local rates=() i
+    for ((i = 1; i <= REPEAT; i++)); do
+        log "$sys: stream of $N messages (run $i/$REPEAT)"
+        local cpu_e0 cpu_c0 cpu_w0 t0 t1 secs rate
+        cpu_e0=$(cpu_s "$EDGE_PID") cpu_c0=$(cpu_s "$CLOUD_PID") cpu_w0=$(cpu_s "$worker")
+        [[ $sys == gateway ]] && thread_cpu "$GW_PID" >"$d/threads.$i.0"
+        consumer "$d/stream.$i.out" "$filter" "$N"
+        publish "$d/stream.$i.pub" "$N"
+        wait_consumer
+        t0=$(kv "$d/stream.$i.pub" start_ns) t1=$(kv "$d/stream.$i.out" last_ns)
+        secs=$(calc "($t1-$t0)/1e9")
+        rate=$(calc "round($(kv "$d/stream.$i.out" unique)/$secs)")
+        rates+=("$rate")
+        check_delivery "stream $sys run $i" "$d/stream.$i.out" "$N"
+        log "$sys: $rate msg/s end to end (publisher $(kv "$d/stream.$i.pub" rate) msg/s)"
+        # Keep the details of the run that turns out to be the median.
+        RUN[$sys.$rate]="$(kv "$d/stream.$i.pub" rate)|$(kv "$d/stream.$i.out" lat_p50_us)/$(kv "$d/stream.$i.out" lat_p99_us)"
+        RUN[$sys.$rate]+="|$(calc "f'edge {$(cpu_s "$EDGE_PID")-$cpu_e0:.1f}s cloud {$(cpu_s "$CLOUD_PID")-$cpu_c0:.1f}s'")"
+        if [[ $sys == gateway ]]; then
+            RUN[$sys.$rate]+=$(calc "f' gateway {$(cpu_s "$GW_PID")-$cpu_w0:.1f}s'")
+            thread_cpu "$GW_PID" >"$d/threads.$i.1"
+            RUN[$sys.$rate]+="|$(thread_cpu_diff "$d/threads.$i.0" "$d/threads.$i.1" "$secs")"
+        fi
+        RUN[$sys.$rate]+="|$(calc "f'{$secs:.2f}'")"
+    done
+    local sorted median
+    sorted=$(printf '%s\n' "${rates[@]}" | sort -n)
+    median=$(sed -n "$(((REPEAT + 1) / 2))p" <<<"$sorted")
+    R[stream.$sys]=$median
+    R[streamall.$sys]=$(echo $sorted | tr ' ' '/')
+    IFS='|' read -r "R[pubrate.$sys]" "R[streamlat.$sys]" "R[cpu.$sys]" "R[threads.$sys]" _ <<<"${RUN[$sys.$median]}"
+    [[ $sys == gateway ]] || R[threads.$sys]=""
 
     # (e): fixed rate, latency.
     local lat_n=$((LAT_RATE * LAT_SECONDS))
@@ -410,7 +424,7 @@ stream_run() {  # system (bridge|gateway)
 
     [[ -n $GW_PID ]] && { stop "$GW_PID"; GW_PID=""; }
     stop "$EDGE_PID"
-    stop "$CLOUD_PID" KILL
+    stop "$CLOUD_PID"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +496,7 @@ drain_run() {  # system
         R[hwm.bridge]=$(mem_mib "$EDGE_PID" VmHWM)
     fi
     stop "$EDGE_PID"
-    stop "$CLOUD_PID" KILL
+    stop "$CLOUD_PID"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -553,6 +567,7 @@ echo
 row "figure" "mosquitto bridge" "edge-gateway" "ratio" "target"
 row "(a/b) stream end to end, msg/s" "$(v stream.bridge)" "$(v stream.gateway)" \
     "$(ratio "${R[stream.gateway]:-}" "${R[stream.bridge]:-}")" "gateway/bridge >= 1.0"
+row "      all runs, msg/s" "$(v streamall.bridge)" "$(v streamall.gateway)" "" ""
 row "      publisher into edge, msg/s" "$(v pubrate.bridge)" "$(v pubrate.gateway)" "" ""
 row "      latency p50/p99 under full load, us" "$(v streamlat.bridge)" "$(v streamlat.gateway)" "" ""
 row "(c) drain of $BACKLOG backlog, msg/s" "$(v drain.bridge)" "$(v drain.gateway)" \
@@ -578,7 +593,7 @@ if [[ $STARTUP == 1 ]]; then
     row "    buffer.db size, MiB" "" "$(v startup_db)" "" ""
 fi
 echo
-echo "CPU during the stream: bridge: $(v cpu.bridge); gateway setup: $(v cpu.gateway)"
+echo "CPU during the median stream run: bridge setup: $(v cpu.bridge); gateway setup: $(v cpu.gateway)"
 [[ -n ${R[threads.gateway]:-} ]] && echo "gateway threads (CPU % of the stream's wall time): ${R[threads.gateway]}"
 echo
 echo "delivery checks:"

@@ -110,7 +110,7 @@ INSTANTIATE_TEST_SUITE_P(
         bad_config_case{"BadMqttVersion",
                         [](json& c) { c["sinks"]["cloud"]["mqtt_version"] = 4; },
                         "sinks.cloud.mqtt_version"}),
-    [](const ::testing::TestParamInfo<bad_config_case>& info) { return info.param.name; });
+    [](const ::testing::TestParamInfo<bad_config_case>& param_info) { return param_info.param.name; });
 
 class config_file_test : public ::testing::Test {
 protected:
