@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/config.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+namespace egw {
+namespace {
+
+// The keys of the acceptance check, exactly as written in the issue (TLS paths aside).
+const char* const issue_config = R"({
+  "gateway_id": "gw-01",
+  "data_dir": "/var/lib/edge-gateway",
+  "local": {
+    "uri": "tcp://127.0.0.1:1883",
+    "client_id": "edge-gateway",
+    "subscribe": [ { "filter": "devices/+/telemetry/#", "qos": 1 } ]
+  },
+  "routes": [ { "from": "devices/+/telemetry/#", "to": ["cloud"] } ],
+  "sinks": {
+    "cloud": {
+      "type": "mqtt",
+      "uri": "ssl://cloud.example.com:8883",
+      "client_id": "gw-01-uplink",
+      "topic": "gateways/{gateway_id}/{topic}",
+      "qos": 1,
+      "tls": { "ca_file": "/etc/hostname", "cert_file": "/etc/hostname", "key_file": "/etc/hostname" }
+    }
+  },
+  "buffer": { "max_bytes": 1073741824, "when_full": "drop-oldest" }
+})";
+
+std::vector<config_problem> problems_of(const std::string& text) {
+    try {
+        parse_config(text, "test.json");
+    } catch (const config_error& e) {
+        return e.problems();
+    }
+    return {};
+}
+
+bool has(const std::vector<config_problem>& ps, const std::string& path) {
+    return std::any_of(ps.begin(), ps.end(), [&](const config_problem& p) { return p.path == path; });
+}
+
+TEST(config, accepts_the_documented_keys) {
+    config c = parse_config(issue_config, "test.json");
+    EXPECT_EQ(c.gateway_id, "gw-01");
+    EXPECT_EQ(c.local.subscribe.at(0).filter, "devices/+/telemetry/#");
+    EXPECT_FALSE(c.local.clean_session);
+    ASSERT_EQ(c.sinks.count("cloud"), 1u);
+    EXPECT_EQ(c.sinks.at("cloud").uri, "ssl://cloud.example.com:8883");
+    EXPECT_EQ(c.sinks.at("cloud").mqtt_version, 5);
+    EXPECT_EQ(c.buffer.max_bytes, 1073741824u);
+    EXPECT_EQ(c.buffer.policy, storage::when_full::drop_oldest);
+    EXPECT_EQ(c.buffer.path, "/var/lib/edge-gateway/buffer.db");
+}
+
+TEST(config, unknown_keys_are_errors_with_their_path) {
+    std::string text = issue_config;
+    text.replace(text.find("\"qos\": 1,"), 9, "\"qos\": 1, \"colour\": 2,");
+    auto ps = problems_of(text);
+    EXPECT_TRUE(has(ps, "sinks.cloud.colour")) << ps.size();
+}
+
+TEST(config, wrong_types_and_ranges_name_the_key) {
+    std::string text = issue_config;
+    text.replace(text.find("\"qos\": 1,"), 9, "\"qos\": 7,");
+    EXPECT_TRUE(has(problems_of(text), "sinks.cloud.qos"));
+    text = issue_config;
+    text.replace(text.find("\"drop-oldest\""), 13, "\"sometimes\"");
+    EXPECT_TRUE(has(problems_of(text), "buffer.when_full"));
+}
+
+TEST(config, semantic_checks) {
+    std::string text = issue_config;
+    text.replace(text.find("\"to\": [\"cloud\"]"), 15, "\"to\": [\"cloud\", \"nowhere\"]");
+    EXPECT_TRUE(has(problems_of(text), "routes[0].to[1]"));
+    text = issue_config;
+    text.replace(text.find("/etc/hostname"), 13, "/nonexistent/ca.pem");
+    EXPECT_TRUE(has(problems_of(text), "sinks.cloud.tls.ca_file"));
+    text = issue_config;
+    text.replace(text.find("{gateway_id}/{topic}"), 20, "{gateway}/{topic}");
+    EXPECT_TRUE(has(problems_of(text), "sinks.cloud.topic"));
+    text = issue_config;
+    text.replace(text.find("ssl://cloud.example.com:8883"), 28, "tcp://cloud.example.com:8883");
+    EXPECT_TRUE(has(problems_of(text), "sinks.cloud.uri"));  // tls section on a plain scheme
+}
+
+TEST(config, malformed_json_is_one_clear_problem) {
+    auto ps = problems_of("{ \"gateway_id\": ");
+    ASSERT_EQ(ps.size(), 1u);
+    EXPECT_NE(ps[0].message.find("not valid JSON"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace egw
