@@ -24,7 +24,8 @@ using nlohmann::json;
 
 std::string summary(const std::string& file, const std::vector<config_problem>& problems) {
     std::string s = file + ": " + std::to_string(problems.size()) + " problem(s)";
-    for (const auto& p : problems) s += "\n  " + (p.path.empty() ? "(file)" : p.path) + ": " + p.message;
+    for (const auto& p : problems)
+        s += "\n  " + (p.path.empty() ? "(file)" : p.path) + ": " + p.message;
     return s;
 }
 
@@ -77,7 +78,8 @@ void validate_schema(const json& doc, std::vector<config_problem>& problems) {
         }
         std::string path = key_path(e.context);
         std::string message = d;
-        const std::string unknown = "could not be validated using 'properties' or 'additionalProperties' constraints: '";
+        const std::string unknown =
+            "could not be validated using 'properties' or 'additionalProperties' constraints: '";
         if (auto at = d.find(unknown); at != std::string::npos) {
             std::string key = d.substr(at + unknown.size());
             if (!key.empty() && key.back() == '.') key.pop_back();
@@ -95,8 +97,8 @@ tls_config read_tls(const json& j, const std::string& path, std::vector<config_p
     t.cert_file = j.value("cert_file", "");
     t.key_file = j.value("key_file", "");
     t.verify = j.value("verify", true);
-    for (auto [key, value] : {std::pair{"ca_file", t.ca_file}, {"cert_file", t.cert_file},
-                              {"key_file", t.key_file}}) {
+    for (auto [key, value] :
+         {std::pair{"ca_file", t.ca_file}, {"cert_file", t.cert_file}, {"key_file", t.key_file}}) {
         if (!value.empty() && ::access(value.c_str(), R_OK) != 0) {
             problems.push_back({path + "." + key, "cannot read " + value});
         }
@@ -116,7 +118,8 @@ std::string uri_problem(const std::string& uri, bool has_tls) {
     }
     std::string rest = uri.substr(scheme_end + 3);
     auto colon = rest.rfind(':');
-    if (rest.empty() || colon == std::string::npos || colon == 0) return "must be scheme://host:port";
+    if (rest.empty() || colon == std::string::npos || colon == 0)
+        return "must be scheme://host:port";
     std::string port = rest.substr(colon + 1);
     if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
         std::stoul(port.substr(0, 6)) == 0 || std::stoul(port.substr(0, 6)) > 65535) {
@@ -211,8 +214,8 @@ config build(const json& doc, std::vector<config_problem>& problems) {
         for (size_t j = 0; j < to.size(); ++j) {
             std::string sink = to[j].get<std::string>();
             if (!c.sinks.count(sink)) {
-                problems.push_back({path + ".to[" + std::to_string(j) + "]",
-                                    "no sink named '" + sink + "'"});
+                problems.push_back(
+                    {path + ".to[" + std::to_string(j) + "]", "no sink named '" + sink + "'"});
             }
             r.to.push_back(std::move(sink));
         }

@@ -10,10 +10,10 @@ namespace egw {
 
 struct counters {
     using counter = std::atomic<uint64_t>;
-    counter received{0};   // messages from the local broker
-    counter buffered{0};   // committed to the buffer
-    counter sent{0};       // publishes handed to a sink connection (retries count again)
-    counter acked{0};      // publishes the cloud acknowledged
+    counter received{0};  // messages from the local broker
+    counter buffered{0};  // committed to the buffer
+    counter sent{0};      // publishes handed to a sink connection (retries count again)
+    counter acked{0};     // publishes the cloud acknowledged
     counter dropped_no_route{0};
     counter dropped_too_large{0};
     counter dropped_buffer_full{0};

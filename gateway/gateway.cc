@@ -17,9 +17,9 @@ namespace {
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr auto tick_period = milliseconds(50);         // reconnect timers, ack commits
-constexpr auto maintain_period = milliseconds(250);    // totals snapshot, WAL checkpoint
-constexpr auto stop_budget = milliseconds(1500);       // per connection at shutdown
+constexpr auto tick_period = milliseconds(50);       // reconnect timers, ack commits
+constexpr auto maintain_period = milliseconds(250);  // totals snapshot, WAL checkpoint
+constexpr auto stop_budget = milliseconds(1500);     // per connection at shutdown
 
 double seconds_since(clock::time_point t) {
     return std::chrono::duration<double>(clock::now() - t).count();
@@ -27,9 +27,12 @@ double seconds_since(clock::time_point t) {
 
 const char* policy_name(storage::when_full p) {
     switch (p) {
-        case storage::when_full::drop_oldest: return "drop-oldest";
-        case storage::when_full::drop_newest: return "drop-newest";
-        case storage::when_full::block: return "block";
+        case storage::when_full::drop_oldest:
+            return "drop-oldest";
+        case storage::when_full::drop_newest:
+            return "drop-newest";
+        case storage::when_full::block:
+            return "block";
     }
     return "?";
 }
@@ -79,7 +82,8 @@ gateway::gateway(config cfg, std::string config_path)
                                   cfg_.buffer.path, buf_->quarantined_path());
     }
     log::get("buffer")->info("{}: {} row(s), {} byte(s) waiting, last seq {}", cfg_.buffer.path,
-                             buf_->total().rows.load(), buf_->total().bytes.load(), buf_->last_seq());
+                             buf_->total().rows.load(), buf_->total().bytes.load(),
+                             buf_->last_seq());
     uv_loop_init(&loop_);
     mb_ = std::make_unique<mailbox<event>>(&loop_, [this](std::vector<event>& b) { on_events(b); });
     apply_sinks_and_routes(cfg_);
@@ -105,7 +109,8 @@ void gateway::apply_sinks_and_routes(const config& next) {
             continue;
         }
         mqtt_sink& s = *it->second;
-        log::get("gateway")->info("sink {} {}", name, n == next.sinks.end() ? "removed" : "changed");
+        log::get("gateway")->info("sink {} {}", name,
+                                  n == next.sinks.end() ? "removed" : "changed");
         try {
             buf_->ack(s.bit(), s.machine().ack_committed(), s.machine().acked_through());
         } catch (const std::exception& e) {
@@ -122,7 +127,8 @@ void gateway::apply_sinks_and_routes(const config& next) {
         int bit = buf_->sink_bit(name);
         bits[name] = bit;
         int id = next_sink_id_++;
-        sinks_.emplace(id, std::make_unique<mqtt_sink>(id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_));
+        sinks_.emplace(
+            id, std::make_unique<mqtt_sink>(id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_));
     }
     auto table = std::make_shared<route_table>();
     for (const route& r : next.routes) {
@@ -149,7 +155,8 @@ int gateway::run() {
         uv_signal_init(&loop_, h);
         h->data = this;
         uv_signal_start(
-            h, [](uv_signal_t* s, int signum) { static_cast<gateway*>(s->data)->on_signal(signum); },
+            h,
+            [](uv_signal_t* s, int signum) { static_cast<gateway*>(s->data)->on_signal(signum); },
             sig);
     }
 
@@ -289,13 +296,15 @@ void gateway::reload() {
             next.data_dir != cfg_.data_dir || next.gateway_id != cfg_.gateway_id) {
             lg->warn("reload: changes to gateway_id, data_dir and local take effect at restart");
         }
-        if (!log::set_level(next.log_level)) lg->warn("reload: unknown log_level {}", next.log_level);
+        if (!log::set_level(next.log_level))
+            lg->warn("reload: unknown log_level {}", next.log_level);
         apply_sinks_and_routes(next);
         cfg_.routes = next.routes;
         cfg_.sinks = next.sinks;
         cfg_.status_interval_ms = next.status_interval_ms;
         cfg_.log_level = next.log_level;
-        lg->info("reloaded {}: {} route(s), {} sink(s)", config_path_, cfg_.routes.size(), cfg_.sinks.size());
+        lg->info("reloaded {}: {} route(s), {} sink(s)", config_path_, cfg_.routes.size(),
+                 cfg_.sinks.size());
     } catch (const config_error& e) {
         lg->error("reload refused, keeping the running configuration: {}", e.what());
     } catch (const std::exception& e) {
@@ -357,34 +366,35 @@ nlohmann::json gateway::status_json() {
     json sinks = json::object();
     for (auto& [id, s] : sinks_) sinks[s->config().name] = s->status();
     const auto& b = cfg_.buffer;
-    return {{"gateway_id", cfg_.gateway_id},
-            {"version", version},
-            {"pid", ::getpid()},
-            {"uptime_s", seconds_since(started_)},
-            {"local", ingest_->status()},
-            {"counters",
-             {{"received", cnt_.received.load()},
-              {"buffered", cnt_.buffered.load()},
-              {"sent", cnt_.sent.load()},
-              {"acked", cnt_.acked.load()},
-              {"dropped",
-               {{"no_route", cnt_.dropped_no_route.load()},
-                {"too_large", cnt_.dropped_too_large.load()},
-                {"buffer_full", cnt_.dropped_buffer_full.load()},
-                {"disk_full", cnt_.dropped_disk_full.load()}}},
-              {"errors",
-               {{"buffer", cnt_.errors_buffer.load()}, {"publish", cnt_.errors_publish.load()}}}}},
-            {"buffer",
-             {{"path", b.path},
-              {"rows", buf_->total().rows.load()},
-              {"bytes", buf_->total().bytes.load()},
-              {"max_bytes", b.max_bytes},
-              {"when_full", policy_name(b.policy)},
-              {"synchronous", b.sync == storage::sync_mode::full ? "full" : "normal"},
-              {"last_seq", buf_->last_seq()},
-              {"degraded", buf_->quarantined()},
-              {"quarantined", buf_->quarantined() ? json(buf_->quarantined_path()) : json(nullptr)}}},
-            {"sinks", sinks}};
+    return {
+        {"gateway_id", cfg_.gateway_id},
+        {"version", version},
+        {"pid", ::getpid()},
+        {"uptime_s", seconds_since(started_)},
+        {"local", ingest_->status()},
+        {"counters",
+         {{"received", cnt_.received.load()},
+          {"buffered", cnt_.buffered.load()},
+          {"sent", cnt_.sent.load()},
+          {"acked", cnt_.acked.load()},
+          {"dropped",
+           {{"no_route", cnt_.dropped_no_route.load()},
+            {"too_large", cnt_.dropped_too_large.load()},
+            {"buffer_full", cnt_.dropped_buffer_full.load()},
+            {"disk_full", cnt_.dropped_disk_full.load()}}},
+          {"errors",
+           {{"buffer", cnt_.errors_buffer.load()}, {"publish", cnt_.errors_publish.load()}}}}},
+        {"buffer",
+         {{"path", b.path},
+          {"rows", buf_->total().rows.load()},
+          {"bytes", buf_->total().bytes.load()},
+          {"max_bytes", b.max_bytes},
+          {"when_full", policy_name(b.policy)},
+          {"synchronous", b.sync == storage::sync_mode::full ? "full" : "normal"},
+          {"last_seq", buf_->last_seq()},
+          {"degraded", buf_->quarantined()},
+          {"quarantined", buf_->quarantined() ? json(buf_->quarantined_path()) : json(nullptr)}}},
+        {"sinks", sinks}};
 }
 
 void gateway::start_control_socket() {
@@ -394,33 +404,37 @@ void gateway::start_control_socket() {
     control_.data = this;
     int rc = uv_pipe_bind(&control_, path.c_str());
     if (rc == 0) {
-        rc = uv_listen(reinterpret_cast<uv_stream_t*>(&control_), 16, [](uv_stream_t* server, int status) {
-            if (status < 0) return;
-            auto* self = static_cast<gateway*>(server->data);
-            auto* client = new uv_pipe_t;
-            uv_pipe_init(server->loop, client, 0);
-            if (uv_accept(server, reinterpret_cast<uv_stream_t*>(client)) != 0) {
-                close_and_free(reinterpret_cast<uv_handle_t*>(client));
-                return;
-            }
-            auto* reply = new control_reply;
-            reply->client = client;
-            try {
-                reply->body = self->status_json().dump() + "\n";
-            } catch (const std::exception& e) {
-                reply->body = nlohmann::json{{"error", e.what()}}.dump() + "\n";
-            }
-            uv_buf_t buf = uv_buf_init(reply->body.data(), static_cast<unsigned>(reply->body.size()));
-            reply->req.data = reply;
-            uv_write(&reply->req, reinterpret_cast<uv_stream_t*>(client), &buf, 1, [](uv_write_t* req, int) {
-                std::unique_ptr<control_reply> r(static_cast<control_reply*>(req->data));
-                close_and_free(reinterpret_cast<uv_handle_t*>(r->client));
+        rc = uv_listen(
+            reinterpret_cast<uv_stream_t*>(&control_), 16, [](uv_stream_t* server, int status) {
+                if (status < 0) return;
+                auto* self = static_cast<gateway*>(server->data);
+                auto* client = new uv_pipe_t;
+                uv_pipe_init(server->loop, client, 0);
+                if (uv_accept(server, reinterpret_cast<uv_stream_t*>(client)) != 0) {
+                    close_and_free(reinterpret_cast<uv_handle_t*>(client));
+                    return;
+                }
+                auto* reply = new control_reply;
+                reply->client = client;
+                try {
+                    reply->body = self->status_json().dump() + "\n";
+                } catch (const std::exception& e) {
+                    reply->body = nlohmann::json{{"error", e.what()}}.dump() + "\n";
+                }
+                uv_buf_t buf =
+                    uv_buf_init(reply->body.data(), static_cast<unsigned>(reply->body.size()));
+                reply->req.data = reply;
+                uv_write(
+                    &reply->req, reinterpret_cast<uv_stream_t*>(client), &buf, 1,
+                    [](uv_write_t* req, int) {
+                        std::unique_ptr<control_reply> r(static_cast<control_reply*>(req->data));
+                        close_and_free(reinterpret_cast<uv_handle_t*>(r->client));
+                    });
             });
-        });
     }
     if (rc != 0) {
-        log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work", path,
-                                   uv_strerror(rc));
+        log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work",
+                                   path, uv_strerror(rc));
         uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
         return;
     }

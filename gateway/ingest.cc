@@ -38,7 +38,8 @@ ingest::ingest(local_config cfg, storage::buffer& buf, router& routes, counters&
 
 ingest::~ingest() {
     try {
-        if (cli_ && cli_->is_connected()) cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
+        if (cli_ && cli_->is_connected())
+            cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
     } catch (...) {
         // Shutting down: the connection goes with the process.
     }
@@ -85,9 +86,7 @@ void ingest::subscribe() {
     }
 }
 
-void ingest::on_success(const mqtt::token&) {
-    mb_.post(ingest_event{ingest_event::connected, {}});
-}
+void ingest::on_success(const mqtt::token&) { mb_.post(ingest_event{ingest_event::connected, {}}); }
 
 void ingest::on_failure(const mqtt::token& tok) {
     mb_.post(ingest_event{ingest_event::connect_failed, describe(tok)});
@@ -117,8 +116,10 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
         if (size > cfg_.max_payload_bytes) {
             cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
             if (too_large_log_.allow()) {
-                lg->warn("dropped a {} byte message on {}: larger than local.max_payload_bytes ({}); "
-                         "{} so far", size, topic, cfg_.max_payload_bytes, too_large_log_.count());
+                lg->warn(
+                    "dropped a {} byte message on {}: larger than local.max_payload_bytes ({}); "
+                    "{} so far",
+                    size, topic, cfg_.max_payload_bytes, too_large_log_.count());
             }
             return;
         }
@@ -128,15 +129,15 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
             if (no_route_log_.allow()) lg->debug("no route for {}", topic);
             return;
         }
-        auto r = buf_.append(topic, body, sinks, unix_ms(), [this](storage::stored_row&& row) {
-            mb_.post(std::move(row));
-        });
+        auto r = buf_.append(topic, body, sinks, unix_ms(),
+                             [this](storage::stored_row&& row) { mb_.post(std::move(row)); });
         switch (r.status) {
             case storage::append_status::stored:
                 cnt_.buffered.fetch_add(1, std::memory_order_relaxed);
                 if (r.evicted) {
                     cnt_.dropped_buffer_full.fetch_add(r.evicted, std::memory_order_relaxed);
-                    if (full_log_.allow()) lg->warn("buffer full: dropped the {} oldest row(s)", r.evicted);
+                    if (full_log_.allow())
+                        lg->warn("buffer full: dropped the {} oldest row(s)", r.evicted);
                 }
                 break;
             case storage::append_status::dropped_full:
@@ -145,15 +146,18 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
                 break;
             case storage::append_status::too_large:
                 cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
-                if (too_large_log_.allow()) lg->warn("dropped a message on {}: larger than buffer.max_bytes", topic);
+                if (too_large_log_.allow())
+                    lg->warn("dropped a message on {}: larger than buffer.max_bytes", topic);
                 break;
             case storage::append_status::disk_full:
                 cnt_.dropped_disk_full.fetch_add(1, std::memory_order_relaxed);
-                if (disk_log_.allow()) lg->error("disk full: dropped a message on {}: {}", topic, r.error);
+                if (disk_log_.allow())
+                    lg->error("disk full: dropped a message on {}: {}", topic, r.error);
                 break;
             case storage::append_status::failed:
                 cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
-                if (error_log_.allow()) lg->error("buffer write failed, message on {} dropped: {}", topic, r.error);
+                if (error_log_.allow())
+                    lg->error("buffer write failed, message on {} dropped: {}", topic, r.error);
                 break;
         }
     } catch (const std::exception& e) {
@@ -183,8 +187,8 @@ void ingest::handle(ingest_event& e) {
             last_error_ = e.text;
             if (log_failure(conn_.failures())) {
                 lg->warn("{} {}: {} (attempt {}), retrying with backoff",
-                         e.what == ingest_event::lost ? "lost" : "cannot connect to", cfg_.uri, e.text,
-                         conn_.failures());
+                         e.what == ingest_event::lost ? "lost" : "cannot connect to", cfg_.uri,
+                         e.text, conn_.failures());
             }
             break;
         }
@@ -213,7 +217,8 @@ void ingest::pump() {
 void ingest::stop(std::chrono::milliseconds budget) {
     stopping_ = true;
     try {
-        if (cli_->is_connected()) cli_->disconnect(static_cast<int>(budget.count()))->wait_for(budget);
+        if (cli_->is_connected())
+            cli_->disconnect(static_cast<int>(budget.count()))->wait_for(budget);
     } catch (const mqtt::exception& e) {
         log::get("ingest")->warn("disconnect: {}", e.what());
     }

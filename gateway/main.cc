@@ -19,7 +19,8 @@ constexpr const char* default_config = "/etc/edge-gateway/gateway.json";
 
 void print_problems(const egw::config_error& e, const std::string& file) {
     for (const auto& p : e.problems()) {
-        std::cerr << file << ": " << (p.path.empty() ? "(file)" : p.path) << ": " << p.message << "\n";
+        std::cerr << file << ": " << (p.path.empty() ? "(file)" : p.path) << ": " << p.message
+                  << "\n";
     }
 }
 
@@ -80,8 +81,8 @@ int main(int argc, char** argv) {
         cfg = egw::load_config(config_path);
     } catch (const egw::config_error& e) {
         print_problems(e, config_path);
-        std::cerr << "edge-gateway: not started: fix " << config_path << " (edge-gateway --check-config "
-                  << config_path << ")\n";
+        std::cerr << "edge-gateway: not started: fix " << config_path
+                  << " (edge-gateway --check-config " << config_path << ")\n";
         return 2;
     }
     egw::log::set_level(cfg.log_level);

@@ -64,7 +64,8 @@ mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int
 
 mqtt_sink::~mqtt_sink() {
     try {
-        if (cli_ && cli_->is_connected()) cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
+        if (cli_ && cli_->is_connected())
+            cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
     } catch (...) {
         // Shutting down: the connection goes with the process.
     }
@@ -83,7 +84,8 @@ void mqtt_sink::connect() {
     opts.set_keep_alive_interval(cfg_.keepalive_s);
     opts.set_connect_timeout(connect_timeout);
     opts.set_max_inflight(cfg_.inflight);
-    const std::string offline = nlohmann::json{{"gateway_id", gateway_id_}, {"state", "offline"}}.dump();
+    const std::string offline =
+        nlohmann::json{{"gateway_id", gateway_id_}, {"state", "offline"}}.dump();
     opts.set_will(mqtt::will_options(status_topic_, offline, 1, true));
     if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
     if (!cfg_.password.empty()) opts.set_password(cfg_.password);
@@ -167,10 +169,12 @@ void mqtt_sink::handle(sink_event& e) {
             break;
         case sink_event::connect_failed:
         case sink_event::lost: {
-            if (e.what == sink_event::lost ? !machine_.connected() : !machine_.is_connecting()) return;
+            if (e.what == sink_event::lost ? !machine_.connected() : !machine_.is_connecting())
+                return;
             machine_.on_disconnected(sink_machine::clock::now());
             // A TLS error reported just before the failure says more than Paho's code.
-            if (e.what == sink_event::lost || last_error_.rfind("TLS", 0) != 0) last_error_ = e.text;
+            if (e.what == sink_event::lost || last_error_.rfind("TLS", 0) != 0)
+                last_error_ = e.text;
             if (log_failure(machine_.failures())) {
                 lg->warn("{}: {} {}: {} (attempt {}), retrying with backoff", cfg_.name,
                          e.what == sink_event::lost ? "lost" : "cannot connect to", cfg_.uri,
@@ -186,7 +190,8 @@ void mqtt_sink::handle(sink_event& e) {
             break;
         case sink_event::publish_failed:
             cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
-            if (machine_.connected()) force_reconnect("publish of seq " + std::to_string(e.seq) + " failed: " + e.text);
+            if (machine_.connected())
+                force_reconnect("publish of seq " + std::to_string(e.seq) + " failed: " + e.text);
             break;
         case sink_event::tls_error:
             last_error_ = "TLS: " + e.text;
@@ -214,7 +219,8 @@ void mqtt_sink::pump() {
             read_scratch_.clear();
             uint64_t vouched = 0;
             try {
-                vouched = buf_.read(bit_, machine_.read_after(), machine_.limits().batch, read_scratch_);
+                vouched =
+                    buf_.read(bit_, machine_.read_after(), machine_.limits().batch, read_scratch_);
             } catch (const std::exception& e) {
                 cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
                 log::get("sink")->error("{}: reading the buffer failed: {}", cfg_.name, e.what());
@@ -229,7 +235,8 @@ void mqtt_sink::pump() {
         if (cfg_.mqtt_version == 5) {
             mqtt::properties props;
             props.add(mqtt::property(mqtt::property::USER_PROPERTY, "egw-gateway", gateway_id_));
-            props.add(mqtt::property(mqtt::property::USER_PROPERTY, "egw-seq", std::to_string(row->seq)));
+            props.add(
+                mqtt::property(mqtt::property::USER_PROPERTY, "egw-seq", std::to_string(row->seq)));
             msg->set_properties(std::move(props));
         }
         try {

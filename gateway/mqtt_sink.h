@@ -31,8 +31,8 @@ extern const std::chrono::seconds connect_timeout;
 
 class mqtt_sink final : private mqtt::callback, private mqtt::iaction_listener {
 public:
-    mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit,
-              storage::buffer& buf, counters& cnt, mailbox<event>& mb);
+    mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit, storage::buffer& buf,
+              counters& cnt, mailbox<event>& mb);
     ~mqtt_sink() override;
     mqtt_sink(const mqtt_sink&) = delete;
     mqtt_sink& operator=(const mqtt_sink&) = delete;
@@ -48,7 +48,7 @@ public:
     // Once per second: updates the delivery rate used for the time-to-drain estimate.
     void tick(double seconds);
 
-    nlohmann::json status() ;
+    nlohmann::json status();
     const sink_config& config() const { return cfg_; }
     sink_machine& machine() { return machine_; }
     int bit() const { return bit_; }

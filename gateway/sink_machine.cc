@@ -8,9 +8,12 @@ namespace egw {
 
 const char* to_string(sink_state s) {
     switch (s) {
-        case sink_state::offline: return "offline";
-        case sink_state::draining: return "draining";
-        case sink_state::online: return "online";
+        case sink_state::offline:
+            return "offline";
+        case sink_state::draining:
+            return "draining";
+        case sink_state::online:
+            return "online";
     }
     return "?";
 }
@@ -74,9 +77,7 @@ bool sink_machine::wants_connect(clock::time_point now) const {
     return !connected_ && !connecting_ && now >= next_connect_;
 }
 
-bool sink_machine::wants_read() const {
-    return connected_ && !caught_up_ && pending_.empty();
-}
+bool sink_machine::wants_read() const { return connected_ && !caught_up_ && pending_.empty(); }
 
 const storage::stored_row* sink_machine::next() const {
     if (!connected_ || pending_.empty() || inflight_.size() >= window_) return nullptr;

@@ -77,32 +77,40 @@ void print_table(const nlohmann::json& j) {
     const auto& c = j["counters"];
     const auto& b = j["buffer"];
     const auto& l = j["local"];
-    std::printf("gateway   %s (version %s, pid %lld, up %s)\n", j["gateway_id"].get<std::string>().c_str(),
-                j["version"].get<std::string>().c_str(), j["pid"].get<long long>(), duration(j["uptime_s"]).c_str());
+    std::printf("gateway   %s (version %s, pid %lld, up %s)\n",
+                j["gateway_id"].get<std::string>().c_str(), j["version"].get<std::string>().c_str(),
+                j["pid"].get<long long>(), duration(j["uptime_s"]).c_str());
     std::printf("local     %s %s%s\n", l["uri"].get<std::string>().c_str(),
-                l["connected"].get<bool>() ? (l["subscribed"].get<bool>() ? "connected, subscribed" : "connected")
-                                           : "disconnected",
-                l["last_error"].get<std::string>().empty() ? "" : (" (" + l["last_error"].get<std::string>() + ")").c_str());
+                l["connected"].get<bool>()
+                    ? (l["subscribed"].get<bool>() ? "connected, subscribed" : "connected")
+                    : "disconnected",
+                l["last_error"].get<std::string>().empty()
+                    ? ""
+                    : (" (" + l["last_error"].get<std::string>() + ")").c_str());
     std::printf("buffer    %lld rows, %s of %s (%s)%s\n", b["rows"].get<long long>(),
-                human_bytes(b["bytes"].get<double>()).c_str(), human_bytes(b["max_bytes"].get<double>()).c_str(),
-                b["when_full"].get<std::string>().c_str(), b["degraded"].get<bool>() ? ", DEGRADED: started from a fresh file" : "");
+                human_bytes(b["bytes"].get<double>()).c_str(),
+                human_bytes(b["max_bytes"].get<double>()).c_str(),
+                b["when_full"].get<std::string>().c_str(),
+                b["degraded"].get<bool>() ? ", DEGRADED: started from a fresh file" : "");
     std::printf("counters  received %llu, buffered %llu, sent %llu, acked %llu\n",
                 c["received"].get<unsigned long long>(), c["buffered"].get<unsigned long long>(),
                 c["sent"].get<unsigned long long>(), c["acked"].get<unsigned long long>());
     const auto& d = c["dropped"];
     std::printf("dropped   no_route %llu, too_large %llu, buffer_full %llu, disk_full %llu\n",
                 d["no_route"].get<unsigned long long>(), d["too_large"].get<unsigned long long>(),
-                d["buffer_full"].get<unsigned long long>(), d["disk_full"].get<unsigned long long>());
-    std::printf("errors    buffer %llu, publish %llu\n\n", c["errors"]["buffer"].get<unsigned long long>(),
+                d["buffer_full"].get<unsigned long long>(),
+                d["disk_full"].get<unsigned long long>());
+    std::printf("errors    buffer %llu, publish %llu\n\n",
+                c["errors"]["buffer"].get<unsigned long long>(),
                 c["errors"]["publish"].get<unsigned long long>());
-    std::printf("%-12s %-9s %10s %11s %10s %10s %10s %8s\n", "SINK", "STATE", "WAITING", "BYTES", "OLDEST",
-                "ETA", "MSG/S", "INFLIGHT");
+    std::printf("%-12s %-9s %10s %11s %10s %10s %10s %8s\n", "SINK", "STATE", "WAITING", "BYTES",
+                "OLDEST", "ETA", "MSG/S", "INFLIGHT");
     for (const auto& [name, s] : j["sinks"].items()) {
         std::printf("%-12s %-9s %10lld %11s %10s %10s %10.0f %8llu\n", name.c_str(),
                     s["state"].get<std::string>().c_str(), s["rows_waiting"].get<long long>(),
-                    human_bytes(s["bytes_waiting"].get<double>()).c_str(), duration(s["oldest_age_s"]).c_str(),
-                    duration(s["eta_s"]).c_str(), s["rate_msg_s"].get<double>(),
-                    s["inflight"].get<unsigned long long>());
+                    human_bytes(s["bytes_waiting"].get<double>()).c_str(),
+                    duration(s["oldest_age_s"]).c_str(), duration(s["eta_s"]).c_str(),
+                    s["rate_msg_s"].get<double>(), s["inflight"].get<unsigned long long>());
         if (!s["last_error"].get<std::string>().empty()) {
             std::printf("%-12s last error: %s\n", "", s["last_error"].get<std::string>().c_str());
         }

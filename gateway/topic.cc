@@ -11,8 +11,8 @@ std::string filter_problem(std::string_view filter) {
     size_t start = 0;
     while (true) {
         size_t end = filter.find('/', start);
-        std::string_view level =
-            filter.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+        std::string_view level = filter.substr(
+            start, end == std::string_view::npos ? std::string_view::npos : end - start);
         if (level.find('#') != std::string_view::npos &&
             (level != "#" || end != std::string_view::npos)) {
             return "'#' must be a whole level and the last one";
@@ -28,7 +28,8 @@ std::string filter_problem(std::string_view filter) {
 }
 
 bool topic_matches(std::string_view filter, std::string_view topic) {
-    if (!topic.empty() && topic[0] == '$' && !filter.empty() && (filter[0] == '+' || filter[0] == '#')) {
+    if (!topic.empty() && topic[0] == '$' && !filter.empty() &&
+        (filter[0] == '+' || filter[0] == '#')) {
         return false;
     }
     size_t f = 0, t = 0;
@@ -80,9 +81,15 @@ std::string topic_template::render(std::string_view topic, uint64_t seq) const {
     out.reserve(64 + topic.size());
     for (const part& p : parts_) {
         switch (p.kind) {
-            case part_kind::literal: out += p.text; break;
-            case part_kind::topic: out += topic; break;
-            case part_kind::seq: out += std::to_string(seq); break;
+            case part_kind::literal:
+                out += p.text;
+                break;
+            case part_kind::topic:
+                out += topic;
+                break;
+            case part_kind::seq:
+                out += std::to_string(seq);
+                break;
         }
     }
     return out;

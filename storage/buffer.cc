@@ -3,8 +3,8 @@
 
 #include <sys/stat.h>
 
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <stdexcept>
 
@@ -114,8 +114,9 @@ void buffer::open_files() {
     exec(db, "SELECT count(*) FROM sqlite_master");
     migrate(db);
 
-    insert_ = statement(db, "INSERT INTO messages (seq, ts, sinks, size, topic, payload) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    insert_ = statement(db,
+                        "INSERT INTO messages (seq, ts, sinks, size, topic, payload) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     select_oldest_ = statement(db, "SELECT seq, sinks, size FROM messages ORDER BY seq LIMIT 256");
     delete_one_ = statement(db, "DELETE FROM messages WHERE seq = ?1");
     select_acked_ = statement(db,
@@ -126,8 +127,9 @@ void buffer::open_files() {
     clear_acked_ = statement(db,
                              "UPDATE messages SET sinks = sinks & ~?3 WHERE seq > ?1 AND "
                              "seq <= ?2 AND (sinks & ?3) != 0");
-    update_total_ = statement(db, "INSERT OR REPLACE INTO totals (bit, rows, bytes) "
-                                  "VALUES (?1, ?2, ?3)");
+    update_total_ = statement(db,
+                              "INSERT OR REPLACE INTO totals (bit, rows, bytes) "
+                              "VALUES (?1, ?2, ?3)");
     update_meta_ = statement(db, "UPDATE meta SET value = ?2 WHERE key = ?1");
     find_sink_ = statement(db, "SELECT bit FROM sinks WHERE name = ?1");
     max_bit_ = statement(db, "SELECT coalesce(max(bit) + 1, 0) FROM sinks");
@@ -200,7 +202,8 @@ int buffer::sink_bit(const std::string& name) {
     max_bit_.step();
     int bit = static_cast<int>(max_bit_.int64(0));
     max_bit_.reset();
-    if (bit >= max_sinks) throw std::runtime_error("too many sinks (at most 63 over the file's life)");
+    if (bit >= max_sinks)
+        throw std::runtime_error("too many sinks (at most 63 over the file's life)");
     insert_sink_.bind(1, name).bind(2, bit);
     insert_sink_.step();
     insert_sink_.reset();
@@ -215,9 +218,9 @@ bool buffer::evict_for(uint64_t size, delta& d, uint64_t& evicted) {
     while (over()) {
         std::vector<std::pair<uint64_t, std::pair<uint64_t, int64_t>>> victims;
         while (select_oldest_.step()) {
-            victims.push_back({static_cast<uint64_t>(select_oldest_.int64(0)),
-                               {static_cast<uint64_t>(select_oldest_.int64(1)),
-                                select_oldest_.int64(2)}});
+            victims.push_back(
+                {static_cast<uint64_t>(select_oldest_.int64(0)),
+                 {static_cast<uint64_t>(select_oldest_.int64(1)), select_oldest_.int64(2)}});
         }
         select_oldest_.reset();
         if (victims.empty()) return false;
@@ -351,11 +354,10 @@ uint64_t buffer::read(int bit, uint64_t after, size_t limit, std::vector<stored_
         .bind(3, static_cast<int64_t>(limit));
     try {
         while (read_rows_.step()) {
-            out.push_back(stored_row{static_cast<uint64_t>(read_rows_.int64(0)),
-                                     read_rows_.int64(1),
-                                     static_cast<uint64_t>(read_rows_.int64(2)),
-                                     std::string(read_rows_.text(3)),
-                                     std::string(read_rows_.blob(4))});
+            out.push_back(
+                stored_row{static_cast<uint64_t>(read_rows_.int64(0)), read_rows_.int64(1),
+                           static_cast<uint64_t>(read_rows_.int64(2)),
+                           std::string(read_rows_.text(3)), std::string(read_rows_.blob(4))});
         }
     } catch (...) {
         read_rows_.reset();
@@ -391,7 +393,9 @@ void buffer::ack(int bit, uint64_t after, uint64_t through) {
     select_acked_.reset();
     if (d.empty) return;  // rolled back: nothing to do (evicted meanwhile)
     for (statement* s : {&delete_acked_, &clear_acked_}) {
-        s->bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(through)).bind(3, mask);
+        s->bind(1, static_cast<int64_t>(after))
+            .bind(2, static_cast<int64_t>(through))
+            .bind(3, mask);
         s->step();
         s->reset();
     }
@@ -416,17 +420,18 @@ void buffer::maintain() {
             snapshot_stale_ = false;
         }
     }
-    struct stat st{};
-    const bool big = ::stat((opts_.path + "-wal").c_str(), &st) == 0 && st.st_size > wal_restart_bytes;
+    struct stat st {};
+    const bool big =
+        ::stat((opts_.path + "-wal").c_str(), &st) == 0 && st.st_size > wal_restart_bytes;
     if (big) {
         // Hold the write lock so ingest waits here, not in SQLite's busy handler.
         std::lock_guard lock(write_mu_);
-        int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr,
-                                           SQLITE_CHECKPOINT_RESTART, nullptr, nullptr);
+        int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_RESTART,
+                                           nullptr, nullptr);
         if (rc != SQLITE_BUSY) check(checkpointer_.get(), rc, "checkpoint");
     } else {
-        int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr,
-                                           SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+        int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
+                                           nullptr, nullptr);
         if (rc != SQLITE_BUSY) check(checkpointer_.get(), rc, "checkpoint");
     }
 }

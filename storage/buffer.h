@@ -128,8 +128,8 @@ private:
     std::condition_variable space_cv_;
     bool stopping_ = false;
     connection writer_;
-    statement insert_, select_oldest_, delete_one_, select_acked_, delete_acked_,
-        clear_acked_, update_total_, update_meta_, find_sink_, max_bit_, insert_sink_;
+    statement insert_, select_oldest_, delete_one_, select_acked_, delete_acked_, clear_acked_,
+        update_total_, update_meta_, find_sink_, max_bit_, insert_sink_;
 
     connection reader_;  // loop thread only
     statement read_rows_, read_oldest_;
@@ -141,7 +141,7 @@ private:
     std::atomic<uint64_t> last_seq_{0};
     uint64_t snapshot_seq_ = 0;  // rows at or below it are in the totals table (write_mu_)
     bool snapshot_stale_ = false;
-    uint64_t known_bits_ = 0;    // sinks that have a totals row (write_mu_)
+    uint64_t known_bits_ = 0;  // sinks that have a totals row (write_mu_)
 };
 
 }  // namespace egw::storage

@@ -44,8 +44,8 @@ statement& statement::bind(int i, int64_t v) {
 }
 
 statement& statement::bind(int i, std::string_view text) {
-    check(db_, sqlite3_bind_text(s_.get(), i, text.data(), static_cast<int>(text.size()),
-                                 SQLITE_STATIC),
+    check(db_,
+          sqlite3_bind_text(s_.get(), i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC),
           "bind");
     return *this;
 }

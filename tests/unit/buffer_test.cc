@@ -102,7 +102,8 @@ TEST_F(buffer_test, totals_are_exact_after_a_crash) {
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         buffer b(opts_);
-        for (int i = 0; i < 300; ++i) add(b, "topic/" + std::to_string(i % 7), std::string(i % 50, 'p'));
+        for (int i = 0; i < 300; ++i)
+            add(b, "topic/" + std::to_string(i % 7), std::string(i % 50, 'p'));
         b.maintain();  // a snapshot in the middle
         for (int i = 0; i < 200; ++i) add(b, "t", "0123456789");
         b.ack(0, 0, 100);
@@ -153,7 +154,8 @@ TEST_F(buffer_test, drop_newest_keeps_the_oldest) {
     opts_.policy = when_full::drop_newest;
     buffer b(opts_);
     int dropped = 0;
-    for (int i = 0; i < 30; ++i) dropped += add(b, "t", "123456789").status == append_status::dropped_full;
+    for (int i = 0; i < 30; ++i)
+        dropped += add(b, "t", "123456789").status == append_status::dropped_full;
     EXPECT_EQ(dropped, 20);
     std::vector<stored_row> rows;
     b.read(0, 0, 100, rows);

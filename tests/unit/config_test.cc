@@ -41,7 +41,8 @@ std::vector<config_problem> problems_of(const std::string& text) {
 }
 
 bool has(const std::vector<config_problem>& ps, const std::string& path) {
-    return std::any_of(ps.begin(), ps.end(), [&](const config_problem& p) { return p.path == path; });
+    return std::any_of(ps.begin(), ps.end(),
+                       [&](const config_problem& p) { return p.path == path; });
 }
 
 TEST(config, accepts_the_documented_keys) {
