@@ -20,6 +20,7 @@ struct counters {
     counter dropped_disk_full{0};
     counter errors_buffer{0};
     counter errors_publish{0};
+    counter errors_disk_full{0};  // ingest commits refused for lack of space (then retried)
 };
 
 }  // namespace egw

@@ -67,16 +67,52 @@ void close_and_free(uv_handle_t* h) {
 
 }  // namespace
 
+namespace {
+
+volatile std::sig_atomic_t stop_requested = 0;
+
+// The buffer cannot be opened (disk full, read-only file system, wrong permissions): rather
+// than exit and be restarted in a loop by systemd, wait here, saying why, without connecting
+// to the local broker, which keeps the site's messages in the gateway's persistent session
+// meanwhile. Returns nullptr if SIGTERM/SIGINT arrives first.
+std::unique_ptr<storage::buffer> open_buffer_when_possible(const config& cfg) {
+    auto lg = log::get("buffer");
+    auto on_stop = [](int) { stop_requested = 1; };
+    auto old_term = std::signal(SIGTERM, on_stop);
+    auto old_int = std::signal(SIGINT, on_stop);
+    std::unique_ptr<storage::buffer> buf;
+    for (int attempt = 1; !stop_requested; ++attempt) {
+        std::error_code ec;
+        std::filesystem::create_directories(cfg.data_dir, ec);
+        std::string error = ec ? "data_dir " + cfg.data_dir + ": " + ec.message() : "";
+        if (!ec) {
+            try {
+                buf = std::make_unique<storage::buffer>(cfg.buffer);
+                break;
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+        }
+        if (attempt == 1 || attempt % 12 == 0) {
+            lg->error(
+                "cannot open the buffer {}: {}; not consuming from the local broker, "
+                "retrying every 5 s",
+                cfg.buffer.path, error);
+        }
+        sd_notifyf(0, "READY=1\nSTATUS=waiting for storage: %s\nWATCHDOG=1", error.c_str());
+        for (int i = 0; i < 50 && !stop_requested; ++i) ::usleep(100'000);
+    }
+    std::signal(SIGTERM, old_term);
+    std::signal(SIGINT, old_int);
+    return buf;
+}
+
+}  // namespace
+
 gateway::gateway(config cfg, std::string config_path)
     : cfg_(std::move(cfg)), config_path_(std::move(config_path)) {
-    std::error_code ec;
-    std::filesystem::create_directories(cfg_.data_dir, ec);
-    if (ec) throw std::runtime_error("data_dir " + cfg_.data_dir + ": " + ec.message());
-    try {
-        buf_ = std::make_unique<storage::buffer>(cfg_.buffer);
-    } catch (const std::exception& e) {
-        throw std::runtime_error("cannot open the buffer " + cfg_.buffer.path + ": " + e.what());
-    }
+    buf_ = open_buffer_when_possible(cfg_);
+    if (!buf_) throw stopped_before_start();
     if (buf_->quarantined()) {
         log::get("buffer")->error("{} was corrupt: moved to {} and started with an empty buffer",
                                   cfg_.buffer.path, buf_->quarantined_path());
@@ -383,7 +419,9 @@ nlohmann::json gateway::status_json() {
             {"buffer_full", cnt_.dropped_buffer_full.load()},
             {"disk_full", cnt_.dropped_disk_full.load()}}},
           {"errors",
-           {{"buffer", cnt_.errors_buffer.load()}, {"publish", cnt_.errors_publish.load()}}}}},
+           {{"buffer", cnt_.errors_buffer.load()},
+            {"publish", cnt_.errors_publish.load()},
+            {"disk_full", cnt_.errors_disk_full.load()}}}}},
         {"buffer",
          {{"path", b.path},
           {"rows", buf_->total().rows.load()},

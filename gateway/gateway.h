@@ -25,9 +25,15 @@
 
 namespace egw {
 
+// SIGTERM or SIGINT arrived while the gateway was still waiting for its buffer.
+struct stopped_before_start : std::exception {
+    const char* what() const noexcept override { return "stopped before start"; }
+};
+
 class gateway {
 public:
-    // Opens the buffer and sets everything up; throws on a start-up error.
+    // Opens the buffer (waiting while storage is unusable) and sets everything up; throws on
+    // a start-up error.
     gateway(config cfg, std::string config_path);
     ~gateway();
     gateway(const gateway&) = delete;

@@ -2,6 +2,7 @@
 #include "gateway/ingest.h"
 
 #include <chrono>
+#include <thread>
 
 #include "gateway/mqtt_sink.h"
 
@@ -129,8 +130,19 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
             if (no_route_log_.allow()) lg->debug("no route for {}", topic);
             return;
         }
-        auto r = buf_.append(topic, body, sinks, unix_ms(),
-                             [this](storage::stored_row&& row) { mb_.post(std::move(row)); });
+        const int64_t ts = unix_ms();
+        auto post = [this](storage::stored_row&& row) { mb_.post(std::move(row)); };
+        auto r = buf_.append(topic, body, sinks, ts, post);
+        // Disk full: the message is already acknowledged to the local broker, so hold it (and,
+        // by holding Paho's thread, everything behind it) until delivery frees space.
+        while (r.status == storage::append_status::disk_full && !stopping_.load()) {
+            cnt_.errors_disk_full.fetch_add(1, std::memory_order_relaxed);
+            if (disk_log_.allow()) {
+                lg->error("disk full, holding ingest until space frees up: {}", r.error);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(500));
+            r = buf_.append(topic, body, sinks, ts, post);
+        }
         switch (r.status) {
             case storage::append_status::stored:
                 cnt_.buffered.fetch_add(1, std::memory_order_relaxed);
@@ -151,8 +163,7 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
                 break;
             case storage::append_status::disk_full:
                 cnt_.dropped_disk_full.fetch_add(1, std::memory_order_relaxed);
-                if (disk_log_.allow())
-                    lg->error("disk full: dropped a message on {}: {}", topic, r.error);
+                lg->error("disk full at shutdown: dropped a message on {}", topic);
                 break;
             case storage::append_status::failed:
                 cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);

@@ -8,6 +8,7 @@
 
 #include <mqtt/async_client.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 
@@ -58,7 +59,7 @@ private:
     // Reuses the sink's reconnect policy; the data-path parts stay unused.
     sink_machine conn_;
     bool subscribed_ = false;
-    bool stopping_ = false;
+    std::atomic<bool> stopping_{false};  // read by the Paho thread
     std::string last_error_;
     log::throttle too_large_log_, no_route_log_, full_log_, disk_log_, error_log_;
 

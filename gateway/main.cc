@@ -89,6 +89,8 @@ int main(int argc, char** argv) {
     try {
         egw::gateway gw(std::move(cfg), config_path);
         return gw.run();
+    } catch (const egw::stopped_before_start&) {
+        return 0;
     } catch (const std::exception& e) {
         egw::log::get("gateway")->critical("{}", e.what());
         return 1;
