@@ -157,6 +157,7 @@ config build(const json& doc, std::vector<config_problem>& problems) {
         problems.push_back({"local.uri", p});
     }
     c.local.uri = paho_uri(c.local.uri);
+    if (c.local.uri.rfind("ssl://", 0) == 0 && !c.local.tls) c.local.tls = tls_config{};
     const json& subs = l.at("subscribe");
     for (size_t i = 0; i < subs.size(); ++i) {
         subscription s{subs[i].at("filter").get<std::string>(), subs[i].value("qos", 1)};
@@ -194,6 +195,8 @@ config build(const json& doc, std::vector<config_problem>& problems) {
             problems.push_back({path + ".uri", p});
         }
         k.uri = paho_uri(k.uri);
+        // ssl:// without a tls section: verify the server against the system's CA store.
+        if (k.uri.rfind("ssl://", 0) == 0 && !k.tls) k.tls = tls_config{};
         try {
             topic_template(k.topic, c.gateway_id);
         } catch (const std::invalid_argument& e) {

@@ -306,10 +306,10 @@ nlohmann::json mqtt_sink::status() {
             // Status stays useful without the age.
         }
     }
-    nlohmann::json eta = nullptr;
+    nlohmann::json eta = nullptr;  // unknown: offline, or no delivery rate measured yet
     if (rows == 0) {
         eta = 0;
-    } else if (rate_ > 0.5) {
+    } else if (machine_.connected() && rate_ > 0.5) {
         eta = static_cast<double>(rows) / rate_;
     }
     return {{"state", to_string(machine_.state())},

@@ -70,6 +70,16 @@ buffer::buffer(buffer_options opts) : opts_(std::move(opts)) {
         std::remove((opts_.path + "-shm").c_str());
         open_files();
         load_totals();
+        // The old file's last sequence number is lost with it. Sequence numbers must never be
+        // reused (they are the cloud's de-duplication key), so continue from the clock in
+        // microseconds: far above any count a gateway reaches, and still increasing.
+        const uint64_t floor = static_cast<uint64_t>(std::time(nullptr)) * 1'000'000;
+        std::lock_guard lock(write_mu_);
+        last_seq_ = floor;
+        transaction t(writer_);
+        write_snapshot(delta{}, floor);
+        t.commit();
+        snapshot_seq_ = floor;
     }
 }
 
