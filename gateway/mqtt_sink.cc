@@ -57,7 +57,10 @@ mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int
       topic_(cfg_.topic, gateway_id),
       machine_(limits_of(cfg_)) {
     connect_listener_.self = this;
-    mqtt::create_options copts(cfg_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
+    // Paho counts every publish not yet written to the socket against max_buffered_messages
+    // (default 100), connected or not; the sink's window is the real limit.
+    mqtt::create_options copts(cfg_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1,
+                               std::max(1000, 2 * cfg_.inflight));
     cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, copts, nullptr);
     cli_->set_callback(*this);
 }
@@ -104,6 +107,11 @@ void mqtt_sink::connect() {
         opts.set_ssl(std::move(ssl));
     }
     machine_.connecting();
+    if (cli_->is_connected()) {
+        // Paho kept (or regained) the connection while we thought it lost.
+        mb_.post(sink_event{id_, sink_event::connected, 0, {}});
+        return;
+    }
     try {
         cli_->connect(opts, nullptr, connect_listener_);
     } catch (const mqtt::exception& e) {
@@ -248,8 +256,10 @@ void mqtt_sink::pump() {
                 machine_.shrink_window();
                 return;
             }
+            if (rc == MQTTASYNC_MAX_BUFFERED_MESSAGES) return;  // Paho's queue is full: next ack
+
             cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
-            if (rc == MQTTASYNC_DISCONNECTED || rc == MQTTASYNC_MAX_BUFFERED_MESSAGES) {
+            if (rc == MQTTASYNC_DISCONNECTED) {
                 // Paho already knows the connection is gone; connection_lost is on its way.
                 last_error_ = "connection lost";
                 machine_.on_disconnected(sink_machine::clock::now());
