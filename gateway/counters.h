@@ -14,6 +14,7 @@ struct counters {
     counter buffered{0};  // committed to the buffer
     counter sent{0};      // publishes handed to a sink connection (retries count again)
     counter acked{0};     // publishes the cloud acknowledged
+    counter rejected{0};  // publishes the cloud refused by reason code (let go: see mqtt_sink)
     counter dropped_no_route{0};
     counter dropped_too_large{0};
     counter dropped_buffer_full{0};

@@ -17,10 +17,11 @@ struct sink_event {
     kind what;
     uint64_t seq = 0;
     std::string text;
+    int code = 0;  // MQTT 5 reason code of a failed publish
 };
 
 struct ingest_event {
-    enum kind { connected, connect_failed, lost, subscribed, subscribe_failed };
+    enum kind { connected, connect_failed, lost, subscribed, subscribe_failed, pause };
     kind what;
     std::string text;
 };

@@ -17,9 +17,10 @@ namespace {
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr auto tick_period = milliseconds(50);       // reconnect timers, ack commits
-constexpr auto maintain_period = milliseconds(250);  // totals snapshot, WAL checkpoint
-constexpr auto stop_budget = milliseconds(1500);     // per connection at shutdown
+constexpr auto tick_period = milliseconds(50);         // reconnect timers, ack commits
+constexpr auto maintain_period = milliseconds(250);    // totals snapshot, WAL checkpoint
+constexpr auto stop_budget = milliseconds(1000);       // local session at shutdown
+constexpr auto held_retry_period = milliseconds(200);  // paused ingest tries to store again
 
 double seconds_since(clock::time_point t) {
     return std::chrono::duration<double>(clock::now() - t).count();
@@ -77,9 +78,11 @@ volatile std::sig_atomic_t stop_requested = 0;
 // meanwhile. Returns nullptr if SIGTERM/SIGINT arrives first.
 std::unique_ptr<storage::buffer> open_buffer_when_possible(const config& cfg) {
     auto lg = log::get("buffer");
+    // These handlers stay until run() installs libuv's, which then checks stop_requested.
     auto on_stop = [](int) { stop_requested = 1; };
-    auto old_term = std::signal(SIGTERM, on_stop);
-    auto old_int = std::signal(SIGINT, on_stop);
+    std::signal(SIGTERM, on_stop);
+    std::signal(SIGINT, on_stop);
+    std::signal(SIGHUP, SIG_IGN);  // nothing to reload yet
     std::unique_ptr<storage::buffer> buf;
     for (int attempt = 1; !stop_requested; ++attempt) {
         std::error_code ec;
@@ -102,8 +105,6 @@ std::unique_ptr<storage::buffer> open_buffer_when_possible(const config& cfg) {
         sd_notifyf(0, "READY=1\nSTATUS=waiting for storage: %s\nWATCHDOG=1", error.c_str());
         for (int i = 0; i < 50 && !stop_requested; ++i) ::usleep(100'000);
     }
-    std::signal(SIGTERM, old_term);
-    std::signal(SIGINT, old_int);
     return buf;
 }
 
@@ -136,7 +137,9 @@ gateway::~gateway() {
 }
 
 void gateway::apply_sinks_and_routes(const config& next) {
-    // Retire sinks that are gone or changed; their rows stay in the buffer under their bit.
+    auto lg = log::get("gateway");
+    // Retire sinks that are gone or changed. A changed sink keeps its bit, so its replacement
+    // picks up every row it had not delivered.
     for (auto it = sinks_.begin(); it != sinks_.end();) {
         const std::string& name = it->second->config().name;
         auto n = next.sinks.find(name);
@@ -145,8 +148,7 @@ void gateway::apply_sinks_and_routes(const config& next) {
             continue;
         }
         mqtt_sink& s = *it->second;
-        log::get("gateway")->info("sink {} {}", name,
-                                  n == next.sinks.end() ? "removed" : "changed");
+        lg->info("sink {} {}", name, n == next.sinks.end() ? "removed" : "changed");
         try {
             buf_->ack(s.bit(), s.machine().ack_committed(), s.machine().acked_through());
         } catch (const std::exception& e) {
@@ -173,6 +175,23 @@ void gateway::apply_sinks_and_routes(const config& next) {
         table->add(r.from, mask);
     }
     router_.set(std::move(table));
+    release_unconfigured_sinks(next);
+}
+
+// Rows waiting for a sink that is no longer configured would never leave the buffer and
+// would crowd out everything else; the operator removed the sink, so release them.
+void gateway::release_unconfigured_sinks(const config& next) {
+    for (const auto& [name, bit] : buf_->sink_bits()) {
+        if (next.sinks.count(name) || buf_->for_sink(bit).rows.load() == 0) continue;
+        const int64_t rows = buf_->for_sink(bit).rows.load();
+        try {
+            buf_->ack(bit, 0, buf_->last_seq());
+            log::get("buffer")->warn("sink {} is no longer configured: released its {} row(s)",
+                                     name, rows);
+        } catch (const std::exception& e) {
+            log::get("buffer")->error("releasing the rows of removed sink {}: {}", name, e.what());
+        }
+    }
 }
 
 int gateway::run() {
@@ -197,6 +216,7 @@ int gateway::run() {
     }
 
     if (sd_watchdog_enabled(0, &watchdog_usec_) <= 0) watchdog_usec_ = 0;
+    if (stop_requested) shutdown();  // SIGTERM arrived before the handlers above
     pump_all();
     log::get("gateway")->info("ready");
     sd_notify(0, "READY=1\nSTATUS=running");
@@ -216,7 +236,13 @@ void gateway::on_events(std::vector<event>& batch) {
         if (auto* row = std::get_if<storage::stored_row>(&e)) {
             for (auto& [id, s] : sinks_) s->on_live(*row);
         } else if (auto* se = std::get_if<sink_event>(&e)) {
-            if (auto it = sinks_.find(se->sink_id); it != sinks_.end()) it->second->handle(*se);
+            if (auto it = sinks_.find(se->sink_id); it != sinks_.end()) {
+                it->second->handle(*se);
+            } else {
+                for (auto& r : retired_) {
+                    if (r->id() == se->sink_id) r->handle(*se);  // closes a late connect
+                }
+            }
         } else if (auto* ie = std::get_if<ingest_event>(&e)) {
             ingest_->handle(*ie);
         }
@@ -229,6 +255,10 @@ void gateway::on_tick() {
     const auto now = clock::now();
     pump_all();
     schedule_acks();
+    if (ingest_->paused() && !held_job_running_ && now - last_held_try_ >= held_retry_period) {
+        last_held_try_ = now;
+        schedule_held_retry();
+    }
     if (now - last_maintain_ >= maintain_period) {
         last_maintain_ = now;
         schedule_maintenance();
@@ -287,6 +317,24 @@ void gateway::schedule_acks() {
                 if (auto it = sinks_.find(r.sink_id); it != sinks_.end()) {
                     it->second->machine().ack_commit_done(r.through);
                 }
+            }
+        });
+}
+
+void gateway::schedule_held_retry() {
+    held_job_running_ = true;
+    auto stored = std::make_shared<bool>(false);
+    ingest* in = ingest_.get();
+    job::start(
+        &loop_, [in, stored] { *stored = in->store_held(); },
+        [this, stored] {
+            held_job_running_ = false;
+            // Hysteresis: resume only with a tenth of the buffer free, or a full buffer under
+            // when_full=block would reconnect and pause again for every acknowledged batch.
+            const auto used = static_cast<uint64_t>(buf_->total().bytes.load());
+            if (*stored && ingest_ && !stopping_ && used <= cfg_.buffer.max_bytes / 10 * 9) {
+                ingest_->resume();
+                pump_all();
             }
         });
 }
@@ -358,10 +406,16 @@ void gateway::shutdown() {
     lg->info("stopping");
     // Order: stop taking messages (a blocked append gives up), let the cloud know, then make
     // every acknowledgement durable so a restart resends as little as possible.
-    buf_->stop();
     ingest_->stop(stop_budget);
+    if (ingest_->paused() && !ingest_->store_held()) {
+        lg->error("{} message(s) held for lack of space are lost at shutdown", ingest_->held());
+    }
+    // One budget for all sinks together, so that SIGTERM ends within 5 s whatever their number.
     const std::string offline = gateway_status("offline");
-    for (auto& [id, s] : sinks_) s->stop(offline, stop_budget);
+    const auto each = std::max<milliseconds>(
+        milliseconds(200),
+        milliseconds(2500) / static_cast<int64_t>(std::max<size_t>(1, sinks_.size())));
+    for (auto& [id, s] : sinks_) s->stop(offline, each);
     mb_->drain();
     for (auto& [id, s] : sinks_) {
         try {
@@ -413,6 +467,7 @@ nlohmann::json gateway::status_json() {
           {"buffered", cnt_.buffered.load()},
           {"sent", cnt_.sent.load()},
           {"acked", cnt_.acked.load()},
+          {"rejected", cnt_.rejected.load()},
           {"dropped",
            {{"no_route", cnt_.dropped_no_route.load()},
             {"too_large", cnt_.dropped_too_large.load()},

@@ -48,8 +48,10 @@ private:
     void on_signal(int signum);
     void reload();
     void apply_sinks_and_routes(const config& next);
+    void release_unconfigured_sinks(const config& next);
     void schedule_acks();
     void schedule_maintenance();
+    void schedule_held_retry();
     void shutdown();
     nlohmann::json status_json();
     std::string gateway_status(const char* state);
@@ -74,6 +76,8 @@ private:
     bool control_open_ = false;
     bool ack_job_running_ = false;
     bool maintenance_running_ = false;
+    bool held_job_running_ = false;
+    std::chrono::steady_clock::time_point last_held_try_{};
     bool stopping_ = false;
     std::chrono::steady_clock::time_point started_, last_rate_tick_, last_status_, last_maintain_;
     uint64_t watchdog_usec_ = 0;

@@ -2,7 +2,6 @@
 #include "gateway/ingest.h"
 
 #include <chrono>
-#include <thread>
 
 #include "gateway/mqtt_sink.h"
 
@@ -30,6 +29,7 @@ ingest::ingest(local_config cfg, storage::buffer& buf, router& routes, counters&
       routes_(routes),
       cnt_(cnt),
       mb_(mb),
+      post_([this](storage::stored_row&& row) { mb_.post(std::move(row)); }),
       log_(log::get("ingest")),
       conn_(reconnect_policy()) {
     subscribe_listener_.self = this;
@@ -131,45 +131,24 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
             return;
         }
         const int64_t ts = unix_ms();
-        auto post = [this](storage::stored_row&& row) { mb_.post(std::move(row)); };
-        auto r = buf_.append(topic, body, sinks, ts, post);
-        // Disk full: the message is already acknowledged to the local broker, so hold it (and,
-        // by holding Paho's thread, everything behind it) until delivery frees space.
-        while (r.status == storage::append_status::disk_full && !stopping_.load()) {
-            cnt_.errors_disk_full.fetch_add(1, std::memory_order_relaxed);
-            if (disk_log_.allow()) {
-                lg->error("disk full, holding ingest until space frees up: {}", r.error);
+        {
+            std::lock_guard lock(held_mu_);
+            if (holding_) {
+                // Behind a held message: keep the order, hold this one too.
+                held_.push_back({std::string(topic), std::string(body), sinks, ts});
+                return;
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(500));
-            r = buf_.append(topic, body, sinks, ts, post);
         }
-        switch (r.status) {
-            case storage::append_status::stored:
-                cnt_.buffered.fetch_add(1, std::memory_order_relaxed);
-                if (r.evicted) {
-                    cnt_.dropped_buffer_full.fetch_add(r.evicted, std::memory_order_relaxed);
-                    if (full_log_.allow())
-                        lg->warn("buffer full: dropped the {} oldest row(s)", r.evicted);
-                }
-                break;
-            case storage::append_status::dropped_full:
-                cnt_.dropped_buffer_full.fetch_add(1, std::memory_order_relaxed);
-                if (full_log_.allow()) lg->warn("buffer full: dropped a new message on {}", topic);
-                break;
-            case storage::append_status::too_large:
-                cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
-                if (too_large_log_.allow())
-                    lg->warn("dropped a message on {}: larger than buffer.max_bytes", topic);
-                break;
-            case storage::append_status::disk_full:
-                cnt_.dropped_disk_full.fetch_add(1, std::memory_order_relaxed);
-                lg->error("disk full at shutdown: dropped a message on {}", topic);
-                break;
-            case storage::append_status::failed:
-                cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
-                if (error_log_.allow())
-                    lg->error("buffer write failed, message on {} dropped: {}", topic, r.error);
-                break;
+        auto r = buf_.append(topic, body, sinks, ts, post_);
+        if (!counted(r, topic)) {
+            // The local broker already has its PUBACK, so the message stays in memory; the
+            // loop pauses the local session and stores it once there is room.
+            std::lock_guard lock(held_mu_);
+            held_.push_back({std::string(topic), std::string(body), sinks, ts});
+            holding_ = true;
+            mb_.post(ingest_event{ingest_event::pause, r.status == storage::append_status::full
+                                                           ? "buffer full (when_full block)"
+                                                           : r.error});
         }
     } catch (const std::exception& e) {
         cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
@@ -179,12 +158,74 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
     }
 }
 
+// Counts and logs the outcome of an append. False when the message must be held and retried:
+// the buffer is full under when_full=block, the disk is full, or SQLite failed.
+bool ingest::counted(const storage::append_result& r, std::string_view topic) {
+    const auto& lg = log_;
+    switch (r.status) {
+        case storage::append_status::stored:
+            cnt_.buffered.fetch_add(1, std::memory_order_relaxed);
+            if (r.evicted) {
+                cnt_.dropped_buffer_full.fetch_add(r.evicted, std::memory_order_relaxed);
+                if (full_log_.allow()) {
+                    lg->warn("buffer full: dropped the {} oldest row(s)", r.evicted);
+                }
+            }
+            return true;
+        case storage::append_status::dropped_full:
+            cnt_.dropped_buffer_full.fetch_add(1, std::memory_order_relaxed);
+            if (full_log_.allow()) lg->warn("buffer full: dropped a new message on {}", topic);
+            return true;
+        case storage::append_status::too_large:
+            cnt_.dropped_too_large.fetch_add(1, std::memory_order_relaxed);
+            if (too_large_log_.allow()) {
+                lg->warn("dropped a message on {}: larger than buffer.max_bytes", topic);
+            }
+            return true;
+        case storage::append_status::full:
+            return false;
+        case storage::append_status::disk_full:
+            cnt_.errors_disk_full.fetch_add(1, std::memory_order_relaxed);
+            return false;
+        case storage::append_status::failed:
+            cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+            if (error_log_.allow()) lg->error("buffer write failed: {}", r.error);
+            return false;
+    }
+    return false;
+}
+
+bool ingest::store_held() {
+    std::lock_guard lock(held_mu_);
+    while (!held_.empty()) {
+        const held_message& h = held_.front();
+        auto r = buf_.append(h.topic, h.payload, h.sinks, h.ts, post_);
+        if (r.status == storage::append_status::full) return false;  // quietly: still full
+        if (!counted(r, h.topic)) return false;
+        held_.pop_front();
+    }
+    holding_ = false;
+    return true;
+}
+
+size_t ingest::held() const {
+    std::lock_guard lock(held_mu_);
+    return held_.size();
+}
+
+void ingest::resume() {
+    if (!paused_) return;
+    paused_ = false;
+    log_->debug("buffer has room again: resuming the local session");
+    conn_ = sink_machine(reconnect_policy());  // connect now, not after a backoff
+}
+
 void ingest::handle(ingest_event& e) {
     auto lg = log::get("ingest");
     switch (e.what) {
         case ingest_event::connected:
             // Paho C++ 1.2 over Paho C 1.3 may report one connect twice.
-            if (stopping_ || conn_.connected()) return;
+            if (stopping_ || paused_ || conn_.connected()) return;
             conn_.on_connected();
             last_error_.clear();
             lg->info("connected to {}", cfg_.uri);
@@ -208,6 +249,23 @@ void ingest::handle(ingest_event& e) {
             subscribed_ = true;
             lg->info("subscribed to {} filter(s)", cfg_.subscribe.size());
             break;
+        case ingest_event::pause:
+            if (paused_ || stopping_) return;
+            paused_ = true;
+            if (pause_log_.allow()) {
+                lg->warn(
+                    "cannot store ({}): pausing the local session; the broker keeps the "
+                    "messages that follow ({} pause(s) so far)",
+                    e.text, pause_log_.count());
+            }
+            subscribed_ = false;
+            conn_.on_disconnected(sink_machine::clock::now());
+            try {
+                cli_->disconnect(0);
+            } catch (const mqtt::exception&) {
+                // Already disconnected.
+            }
+            break;
         case ingest_event::subscribe_failed:
             last_error_ = "subscribe: " + e.text;
             lg->error("subscribe failed: {}", e.text);
@@ -216,7 +274,7 @@ void ingest::handle(ingest_event& e) {
 }
 
 void ingest::pump() {
-    if (stopping_) return;
+    if (stopping_ || paused_) return;
     const auto now = sink_machine::clock::now();
     if (conn_.connect_overdue(now, connect_timeout + std::chrono::seconds(5))) {
         last_error_ = "connect attempt got no answer";
@@ -236,10 +294,9 @@ void ingest::stop(std::chrono::milliseconds budget) {
 }
 
 nlohmann::json ingest::status() const {
-    return {{"uri", cfg_.uri},
-            {"connected", conn_.connected()},
-            {"subscribed", subscribed_},
-            {"reconnects", conn_.reconnects()},
+    return {{"uri", cfg_.uri},           {"connected", conn_.connected()},
+            {"paused", paused_},         {"held", held()},
+            {"subscribed", subscribed_}, {"reconnects", conn_.reconnects()},
             {"last_error", last_error_}};
 }
 

@@ -8,8 +8,9 @@
 
 #include <mqtt/async_client.h>
 
-#include <atomic>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -39,6 +40,18 @@ public:
     void stop(std::chrono::milliseconds budget);
     nlohmann::json status() const;
 
+    // Paused: a message could not be stored (buffer full under when_full=block, disk full,
+    // SQLite error). It is held in memory, in order with any that follow, and the local
+    // session is disconnected so that the broker keeps the rest. Paho's receive thread must
+    // never wait: it holds Paho's global lock while it calls us and it also carries the
+    // sinks' acknowledgements, which are what frees space.
+    bool paused() const { return paused_; }
+    size_t held() const;
+    // Worker thread: stores the held messages in order; true when none is left.
+    bool store_held();
+    // Loop thread, after store_held() succeeded: reconnects the local session.
+    void resume();
+
 private:
     // Paho threads.
     void message_arrived(mqtt::const_message_ptr msg) override;
@@ -48,20 +61,32 @@ private:
 
     void connect();
     void subscribe();
+    bool counted(const storage::append_result& r, std::string_view topic);
+
+    struct held_message {
+        std::string topic, payload;
+        uint64_t sinks;
+        int64_t ts;
+    };
 
     local_config cfg_;
     storage::buffer& buf_;
     router& routes_;
     counters& cnt_;
     mailbox<event>& mb_;
+    storage::buffer::stored_fn post_;
     std::shared_ptr<spdlog::logger> log_;
     std::unique_ptr<mqtt::async_client> cli_;
     // Reuses the sink's reconnect policy; the data-path parts stay unused.
     sink_machine conn_;
     bool subscribed_ = false;
-    std::atomic<bool> stopping_{false};  // read by the Paho thread
+    bool stopping_ = false;
+    bool paused_ = false;
+    mutable std::mutex held_mu_;
+    std::deque<held_message> held_;  // held_mu_
+    bool holding_ = false;           // held_mu_
     std::string last_error_;
-    log::throttle too_large_log_, no_route_log_, full_log_, disk_log_, error_log_;
+    log::throttle too_large_log_, no_route_log_, full_log_, error_log_, pause_log_;
 
     struct subscribe_listener final : mqtt::iaction_listener {
         ingest* self;

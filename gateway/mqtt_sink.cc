@@ -108,8 +108,13 @@ void mqtt_sink::connect() {
     }
     machine_.connecting();
     if (cli_->is_connected()) {
-        // Paho kept (or regained) the connection while we thought it lost.
-        mb_.post(sink_event{id_, sink_event::connected, 0, {}});
+        // Paho still holds a connection we gave up on: close it and start clean.
+        try {
+            cli_->disconnect(0);
+        } catch (const mqtt::exception&) {
+            // Gone meanwhile.
+        }
+        machine_.on_disconnected(sink_machine::clock::now());
         return;
     }
     try {
@@ -150,7 +155,8 @@ void mqtt_sink::on_success(const mqtt::token& tok) {
 
 void mqtt_sink::on_failure(const mqtt::token& tok) {
     auto seq = reinterpret_cast<uintptr_t>(tok.get_user_context());
-    mb_.post(sink_event{id_, sink_event::publish_failed, seq, describe(tok)});
+    mb_.post(sink_event{id_, sink_event::publish_failed, seq, describe(tok),
+                        static_cast<int>(tok.get_reason_code())});
 }
 
 void mqtt_sink::force_reconnect(const std::string& why) {
@@ -166,6 +172,17 @@ void mqtt_sink::force_reconnect(const std::string& why) {
 
 void mqtt_sink::handle(sink_event& e) {
     auto lg = log::get("sink");
+    if (stopping_) {
+        // Retired or shutting down: a connect that completes now is closed at once.
+        if (e.what == sink_event::connected) {
+            try {
+                cli_->disconnect(0);
+            } catch (const mqtt::exception&) {
+                // Not connected after all.
+            }
+        }
+        return;
+    }
     switch (e.what) {
         case sink_event::connected:
             // Paho C++ 1.2 over Paho C 1.3 may report one connect twice.
@@ -198,6 +215,19 @@ void mqtt_sink::handle(sink_event& e) {
             break;
         case sink_event::publish_failed:
             cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
+            if (e.code >= 0x80 && machine_.connected()) {
+                // The broker refused this one message (not authorized, quota, topic name...)
+                // and kept the connection. Retrying it would block every row behind it for
+                // ever, so it is counted, logged and let go.
+                if (machine_.on_ack(e.seq)) {
+                    cnt_.rejected.fetch_add(1, std::memory_order_relaxed);
+                    if (reject_log_.allow()) {
+                        lg->error("{}: the broker rejected seq {} ({}); dropped, {} so far",
+                                  cfg_.name, e.seq, e.text, reject_log_.count());
+                    }
+                }
+                break;
+            }
             if (machine_.connected())
                 force_reconnect("publish of seq " + std::to_string(e.seq) + " failed: " + e.text);
             break;
@@ -278,8 +308,9 @@ void mqtt_sink::publish_status(const std::string& json) {
     last_status_ = json;
     if (!machine_.connected()) return;
     try {
-        // No listener: status is best effort and must not take a slot in the data window.
-        cli_->publish(status_topic_, json.data(), json.size(), 1, true);
+        // QoS 0 and no listener: status is best effort, repeated every period, and must not
+        // take one of the broker's Receive Maximum slots from the data window.
+        cli_->publish(status_topic_, json.data(), json.size(), 0, true);
     } catch (const mqtt::exception&) {
         // Next period publishes it again.
     }
@@ -287,7 +318,15 @@ void mqtt_sink::publish_status(const std::string& json) {
 
 void mqtt_sink::stop(const std::string& offline_status, std::chrono::milliseconds budget) {
     stopping_ = true;
-    if (!machine_.connected()) return;
+    if (!machine_.connected()) {
+        // An attempt may be under way; handle() closes it if it succeeds later.
+        try {
+            if (cli_->is_connected()) cli_->disconnect(0);
+        } catch (const mqtt::exception&) {
+            // Nothing to close.
+        }
+        return;
+    }
     try {
         cli_->publish(status_topic_, offline_status.data(), offline_status.size(), 1, true)
             ->wait_for(budget / 2);

@@ -15,6 +15,7 @@
 #include "gateway/config.h"
 #include "gateway/counters.h"
 #include "gateway/events.h"
+#include "gateway/log.h"
 #include "gateway/mailbox.h"
 #include "gateway/sink_machine.h"
 #include "gateway/topic.h"
@@ -82,6 +83,7 @@ private:
     uint64_t sent_ = 0, acked_ = 0, acked_at_last_tick_ = 0;
     double rate_ = 0;
     bool stopping_ = false;
+    log::throttle reject_log_;
 
     // Connect results arrive on a separate listener so they are not taken for publishes.
     struct connect_listener final : mqtt::iaction_listener {

@@ -17,7 +17,7 @@ constexpr int total_bit = -1;  // the totals row for the whole buffer
 // Past this size the WAL is checkpointed with RESTART, which waits for the writer, so that it
 // starts again from the beginning. PASSIVE checkpoints alone never let a WAL under constant
 // writes restart, and each ingest commit appends at least one 4 KiB page to it.
-constexpr int64_t wal_restart_bytes = 16 << 20;
+constexpr int64_t wal_restart_bytes = 64 << 20;
 
 // Each ingest commit writes at least one whole page to the WAL; small pages keep that write
 // (and the checkpoint's fsync) close to the size of the row. Applies to new files only.
@@ -88,11 +88,10 @@ buffer::buffer(buffer_options opts) : opts_(std::move(opts)) {
 buffer::~buffer() {
     try {
         std::lock_guard lock(write_mu_);
-        if (snapshot_stale_) {
-            transaction t(writer_);
-            write_snapshot(delta{}, last_seq_);
-            t.commit();
-        }
+        transaction t(writer_);
+        write_snapshot(delta{}, last_seq_);
+        exec(writer_.get(), "UPDATE meta SET value = 1 WHERE key = 'clean'");
+        t.commit();
         sqlite3_wal_checkpoint_v2(writer_.get(), nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr,
                                   nullptr);
     } catch (...) {
@@ -110,6 +109,12 @@ void buffer::close_files() {
     writer_ = connection();
     reader_ = connection();
     checkpointer_ = connection();
+    // Nothing read from the damaged file may survive into the fresh one.
+    all_.rows = all_.bytes = 0;
+    for (tally& t : per_sink_) t.rows = t.bytes = 0;
+    known_bits_ = 0;
+    snapshot_seq_ = 0;
+    last_seq_ = 0;
 }
 
 void buffer::open_files() {
@@ -175,6 +180,7 @@ void buffer::load_totals() {
         while (s.step()) {
             int bit = static_cast<int>(s.int64(0));
             tally& t = bit == total_bit ? all_ : per_sink_.at(static_cast<size_t>(bit));
+            if (bit != total_bit) known_bits_ |= bit_mask(bit);
             t.rows = s.int64(1);
             t.bytes = s.int64(2);
         }
@@ -199,8 +205,25 @@ void buffer::load_totals() {
     statement m(db, "SELECT coalesce(max(seq), 0) FROM messages");
     m.step();
     if (static_cast<uint64_t>(m.int64(0)) > last) last = static_cast<uint64_t>(m.int64(0));
+
+    // After an unclean stop the newest commits may not have reached the disk (synchronous
+    // normal fsyncs at checkpoints) although their rows were already delivered: jump past any
+    // number they could have used, so that a consumer de-duplicating on the sequence number
+    // never mistakes a new message for an old one.
+    bool clean = false;
+    {
+        statement c(db, "SELECT value FROM meta WHERE key = 'clean'");
+        clean = c.step() && c.int64(0) == 1;
+    }
+    if (!clean && last > 0) last += unclean_seq_gap;
     last_seq_ = last;
-    snapshot_stale_ = last > snapshot_seq_;
+    // The totals now cover every row: record them, and mark the file as in use.
+    transaction t(writer_);
+    write_snapshot(delta{}, last);
+    exec(db, "INSERT OR REPLACE INTO meta (key, value) VALUES ('clean', 0)");
+    t.commit();
+    snapshot_seq_ = last;
+    snapshot_stale_ = false;
 }
 
 int buffer::sink_bit(const std::string& name) {
@@ -221,6 +244,14 @@ int buffer::sink_bit(const std::string& name) {
     insert_sink_.step();
     insert_sink_.reset();
     return bit;
+}
+
+std::vector<std::pair<std::string, int>> buffer::sink_bits() {
+    std::lock_guard lock(write_mu_);
+    std::vector<std::pair<std::string, int>> out;
+    statement s(writer_.get(), "SELECT name, bit FROM sinks ORDER BY bit");
+    while (s.step()) out.emplace_back(std::string(s.text(0)), static_cast<int>(s.int64(1)));
+    return out;
 }
 
 // Deletes the oldest rows until `size` more bytes fit. Runs inside the caller's transaction.
@@ -265,13 +296,8 @@ append_result buffer::append(std::string_view topic, std::string_view payload, u
             return r;
         }
         if (opts_.policy == when_full::block) {
-            // Holding the ingest thread here is the back-pressure: the local broker keeps the
-            // messages that follow in the gateway's persistent session.
-            space_cv_.wait(lock, [&] { return stopping_ || !full(); });
-            if (full()) {
-                r.status = append_status::dropped_full;
-                return r;
-            }
+            r.status = append_status::full;
+            return r;
         }
     }
     delta d;
@@ -418,7 +444,6 @@ void buffer::ack(int bit, uint64_t after, uint64_t through) {
     apply(d);
     snapshot_seq_ = at;
     snapshot_stale_ = false;
-    space_cv_.notify_all();
 }
 
 void buffer::maintain() {
@@ -447,14 +472,6 @@ void buffer::maintain() {
                                        nullptr, nullptr);
         if (rc != SQLITE_BUSY) check(checkpointer_.get(), rc, "checkpoint");
     }
-}
-
-void buffer::stop() {
-    {
-        std::lock_guard lock(write_mu_);
-        stopping_ = true;
-    }
-    space_cv_.notify_all();
 }
 
 }  // namespace egw::storage

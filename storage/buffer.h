@@ -11,7 +11,6 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -24,6 +23,10 @@
 namespace egw::storage {
 
 inline constexpr int max_sinks = 63;
+
+// How far sequence numbers jump after an unclean stop (kill -9, power loss): more than the
+// commits that can be lost between two checkpoints at any realistic rate.
+inline constexpr uint64_t unclean_seq_gap = 1'000'000;
 
 enum class when_full { drop_oldest, drop_newest, block };
 enum class sync_mode { normal, full };
@@ -47,7 +50,8 @@ struct stored_row {
 
 enum class append_status {
     stored,
-    dropped_full,  // drop-newest, or block interrupted by stop()
+    dropped_full,  // drop-newest: the new message is not stored
+    full,          // block: not stored; the caller holds the message and retries after acks
     too_large,     // larger than max_bytes on its own
     disk_full,     // SQLITE_FULL: the message is dropped, delivery goes on and frees space
     failed,        // any other SQLite error (logged by the caller)
@@ -82,8 +86,13 @@ public:
 
     // Stable bit for a sink name, assigned on first use and kept in the file.
     int sink_bit(const std::string& name);
+    // Every sink name the file has seen, with its bit.
+    std::vector<std::pair<std::string, int>> sink_bits();
 
     // Stores one message for the sinks in `sinks` and commits. ts_ms is the ingest time.
+    // Never waits for space: with when_full=block it returns `full` at once, because the
+    // ingest thread is Paho's receive thread and must not stall (it also carries the sinks'
+    // acknowledgements, which are what frees space).
     append_result append(std::string_view topic, std::string_view payload, uint64_t sinks,
                          int64_t ts_ms, const stored_fn& on_stored);
 
@@ -101,9 +110,6 @@ public:
 
     // Writes the totals snapshot if it is stale and checkpoints the WAL (the fsync). Worker.
     void maintain();
-
-    // Wakes an append blocked by when_full=block; it returns dropped_full.
-    void stop();
 
     const tally& total() const { return all_; }
     const tally& for_sink(int bit) const { return per_sink_[bit]; }
@@ -125,8 +131,6 @@ private:
     std::string quarantined_path_;
 
     std::mutex write_mu_;  // guards writer_ and every statement on it
-    std::condition_variable space_cv_;
-    bool stopping_ = false;
     connection writer_;
     statement insert_, select_oldest_, delete_one_, select_acked_, delete_acked_, clear_acked_,
         update_total_, update_meta_, find_sink_, max_bit_, insert_sink_;
