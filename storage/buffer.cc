@@ -163,6 +163,9 @@ void buffer::open_files() {
                              "ORDER BY seq LIMIT 1");
 
     checkpointer_ = connection(opts_.path, SQLITE_OPEN_READWRITE);
+    // A connection learns that the file is in WAL mode only when it first reads it; until
+    // then sqlite3_wal_checkpoint_v2() is a silent no-op and the WAL grows without bound.
+    exec(checkpointer_.get(), "SELECT count(*) FROM sqlite_master");
 }
 
 void buffer::load_totals() {
