@@ -132,23 +132,40 @@ options parse_args(int argc, char** argv) {
             if (end == v.c_str() || *end != '\0' || d < 0) die("bad number for " + std::string(a));
             return d;
         };
-        if (a == "--uri") o.uri = val();
-        else if (a == "--client-id") o.client_id = val();
-        else if (a == "--qos") o.qos = static_cast<int>(num());
-        else if (a == "--count") o.count = static_cast<std::uint64_t>(num());
-        else if (a == "--keepalive") o.keepalive_s = static_cast<int>(num());
-        else if (a == "--size") o.size = static_cast<std::size_t>(num());
-        else if (a == "--topic") o.topic = val();
-        else if (a == "--devices") o.devices = static_cast<std::uint32_t>(num());
-        else if (a == "--device-base") o.device_base = static_cast<std::uint32_t>(num());
-        else if (a == "--rate") o.rate = num();
-        else if (a == "--window") o.window = static_cast<int>(num());
-        else if (a == "--filter") o.filter = val();
-        else if (a == "--clean") o.clean = num() != 0;
-        else if (a == "--idle-ms") o.idle_ms = static_cast<int>(num());
-        else if (a == "--start-timeout-ms") o.start_timeout_ms = static_cast<int>(num());
-        else if (a == "--subscribe-only") o.subscribe_only = true;
-        else if (a == "--report-ms") o.report_ms = static_cast<int>(num());
+        if (a == "--uri")
+            o.uri = val();
+        else if (a == "--client-id")
+            o.client_id = val();
+        else if (a == "--qos")
+            o.qos = static_cast<int>(num());
+        else if (a == "--count")
+            o.count = static_cast<std::uint64_t>(num());
+        else if (a == "--keepalive")
+            o.keepalive_s = static_cast<int>(num());
+        else if (a == "--size")
+            o.size = static_cast<std::size_t>(num());
+        else if (a == "--topic")
+            o.topic = val();
+        else if (a == "--devices")
+            o.devices = static_cast<std::uint32_t>(num());
+        else if (a == "--device-base")
+            o.device_base = static_cast<std::uint32_t>(num());
+        else if (a == "--rate")
+            o.rate = num();
+        else if (a == "--window")
+            o.window = static_cast<int>(num());
+        else if (a == "--filter")
+            o.filter = val();
+        else if (a == "--clean")
+            o.clean = num() != 0;
+        else if (a == "--idle-ms")
+            o.idle_ms = static_cast<int>(num());
+        else if (a == "--start-timeout-ms")
+            o.start_timeout_ms = static_cast<int>(num());
+        else if (a == "--subscribe-only")
+            o.subscribe_only = true;
+        else if (a == "--report-ms")
+            o.report_ms = static_cast<int>(num());
         else if (a == "-h" || a == "--help") {
             usage(stdout);
             std::exit(0);
@@ -213,8 +230,10 @@ public:
         for (addrinfo* ai = res; ai != nullptr && fd_ < 0; ai = ai->ai_next) {
             int fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
             if (fd < 0) continue;
-            if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) fd_ = fd;
-            else ::close(fd);
+            if (::connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+                fd_ = fd;
+            else
+                ::close(fd);
         }
         freeaddrinfo(res);
         if (fd_ < 0) die("cannot connect to " + uri + ": " + std::strerror(errno));
@@ -383,13 +402,14 @@ struct window_state {
 
 // Appends the payload for (device, counter, t) to buf, padded with 'x' to `size` bytes when the
 // header fits.
-void append_payload(std::string& buf, std::size_t size, std::uint32_t device,
-                    std::uint64_t counter, std::int64_t t) {
+void append_payload(std::string& buf, std::size_t size, std::uint32_t device, std::uint64_t counter,
+                    std::int64_t t) {
     char head[96];
     int n = std::snprintf(head, sizeof head, "{\"d\":%u,\"c\":%llu,\"t\":%lld,\"p\":\"", device,
                           static_cast<unsigned long long>(counter), static_cast<long long>(t));
     buf.append(head, static_cast<std::size_t>(n));
-    if (size > static_cast<std::size_t>(n) + 2) buf.append(size - static_cast<std::size_t>(n) - 2, 'x');
+    if (size > static_cast<std::size_t>(n) + 2)
+        buf.append(size - static_cast<std::size_t>(n) - 2, 'x');
     buf.append("\"}");
 }
 
@@ -537,7 +557,8 @@ void record(consumer_stats& s, const char* p, std::size_t len, std::int64_t t) {
         ++s.other;
         return;
     }
-    if (static_cast<std::size_t>(d) >= s.devices.size()) s.devices.resize(static_cast<std::size_t>(d) + 1);
+    if (static_cast<std::size_t>(d) >= s.devices.size())
+        s.devices.resize(static_cast<std::size_t>(d) + 1);
     device_seen& dev = s.devices[static_cast<std::size_t>(d)];
     const auto word = static_cast<std::size_t>(c / 64);
     const std::uint64_t bit = std::uint64_t{1} << (c % 64);

@@ -97,9 +97,10 @@ forget_pid() {
 # Stops one process we started: SIGTERM (or $2), wait up to 10 s, then SIGKILL.
 stop() {
     local pid=$1 sig=${2:-TERM}
+    STOP_KILLED=0
     kill -"$sig" "$pid" 2>/dev/null || true
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null && STOP_KILLED=1
     wait "$pid" 2>/dev/null || true
     forget_pid "$pid"
 }
@@ -281,11 +282,13 @@ start_gateway() {  # dir
 
 gw_status() { "$GATEWAY" status --config "$1/gateway.json" --json 2>/dev/null; }
 
+# Ready and subscribed on the edge broker: "ready" comes before the local subscription, and
+# messages published before it would have no subscriber (on a first start, no session yet).
 wait_gateway_ready() {  # dir
     wait_log "$1/gateway.log" "info gateway: ready" 60
     local deadline=$((SECONDS + 30))
-    until gw_status "$1" >/dev/null; do
-        ((SECONDS < deadline)) || die "gateway status does not answer"
+    until [[ $(json_get "$(gw_status "$1")" local.subscribed) == True ]]; do
+        ((SECONDS < deadline)) || die "gateway not subscribed to the edge broker"
         sleep 0.05
     done
 }
@@ -306,7 +309,7 @@ wait_buffer_rows() {  # dir rows
         rows=$(json_get "$(gw_status "$1")" buffer.rows || echo 0)
         ((rows >= $2)) && return
         if ((rows == last)); then ((++still)); else still=0; fi
-        ((still < 100)) || die "buffer stuck at $rows rows (want $2)"
+        ((still < 100)) || { gw_status "$1" >&2; die "buffer stuck at $rows rows (want $2)"; }
         last=$rows
         ((SECONDS < deadline)) || die "timeout: buffer has $rows of $2 rows"
         sleep 0.2
@@ -316,8 +319,10 @@ wait_buffer_rows() {  # dir rows
 consumer() {  # out-file filter count [extra args...]
     local out=$1 filter=$2 count=$3
     shift 3
+    # A stalled uplink ends the run after 20 s without messages (60 s before the first one)
+    # instead of hanging; the delivery check then reports what is missing.
     "$LOADGEN" consume --uri "tcp://127.0.0.1:$CLOUD_PORT" --filter "$filter" --qos 1 \
-        --count "$count" --idle-ms 20000 "$@" >"$out" 2>"$out.err" &
+        --count "$count" --idle-ms 20000 --start-timeout-ms 60000 "$@" >"$out" 2>"$out.err" &
     CONSUMER_PID=$!
     PIDS+=("$CONSUMER_PID")
     wait_log "$out" "ready=1" 10
@@ -460,9 +465,10 @@ drain_run() {  # system
         t_fill0=$(kv "$d/backlog.pub" start_ns)
         wait_buffer_rows "$d" "$BACKLOG"
         R[fill.$sys]=$(calc "round($BACKLOG/(($(now_ns)-$t_fill0)/1e9))")
-        local db=$d/gw-data/buffer.db bytes
-        bytes=$(($(stat -c %s "$db") + $(stat -c %s "$db-wal" 2>/dev/null || echo 0)))
-        R[dbsize]=$(calc "f'{$bytes/1048576:.1f}'")
+        local db=$d/gw-data/buffer.db bytes dbb walb
+        dbb=$(stat -c %s "$db") walb=$(stat -c %s "$db-wal" 2>/dev/null || echo 0)
+        bytes=$((dbb + walb))
+        R[dbsize]=$(calc "f'{$bytes/1048576:.1f} ({$dbb/1048576:.0f}+{$walb/1048576:.0f})'")
         R[bytespermsg]=$(calc "f'{$bytes/$BACKLOG:.0f}'")
         R[rss_full.gateway]=$(mem_mib "$GW_PID" VmRSS)
     else
@@ -517,6 +523,7 @@ startup_run() {
     t_stop=$(now_ns)
     stop "$GW_PID"
     R[stop.gateway]=$(calc "f'{($(now_ns)-$t_stop)/1e9:.2f}'")
+    ((STOP_KILLED == 0)) || R[stop.gateway]+=" (SIGKILL after 10 s)"
     local db=$d/gw-data/buffer.db
     R[startup_db]=$(calc "f'{$(stat -c %s "$db")/1048576:.0f}'")
     sync
@@ -579,7 +586,7 @@ row "(d) peak RSS (VmHWM) after drain, MiB" "$(v hwm.bridge)" "$(v hwm.gateway)"
     "$(ratio "${R[hwm.gateway]:-}" "${R[hwm.bridge]:-}")" "(edge broker vs gateway process)"
 row "    RSS with full backlog, MiB" "$(v rss_full.bridge)" "$(v rss_full.gateway)" "" ""
 row "    edge broker VmHWM in gateway setup, MiB" "" "$(v hwm.edge_gw)" "" ""
-row "    buffer.db+wal at backlog, MiB" "" "$(v dbsize)" "" ""
+row "    buffer.db+wal at backlog, MiB" "" "$(v dbsize)" "" "(db + wal)"
 row "    buffer bytes per message" "" "$(v bytespermsg)" "" "(payload $SIZE B + topic)"
 row "(e) latency p50 at $LAT_RATE msg/s, ms" "$(ms p50.bridge)" "$(ms p50.gateway)" \
     "$(ratio "${R[p50.gateway]:-}" "${R[p50.bridge]:-}")" ""

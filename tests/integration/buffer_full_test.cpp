@@ -39,14 +39,14 @@ protected:
     // Publishes k_count numbered messages while sampling status; returns the largest
     // buffer.bytes seen.
     std::int64_t publish_and_sample() {
-        std::atomic<bool> done{false};
-        std::int64_t max_seen = 0;
-        std::thread sampler([&] {
-            while (!done) {
+        std::atomic<std::int64_t> max_seen{0};
+        // jthread: stopped and joined on every way out of this function, exceptions included.
+        std::jthread sampler([&](const std::stop_token& stop) {
+            while (!stop.stop_requested()) {
                 if (const auto s = gateway_->status_json()) {
                     const auto b = json_at(*s, "buffer/bytes");
                     if (b.is_number()) {
-                        max_seen = std::max(max_seen, b.get<std::int64_t>());
+                        max_seen = std::max(max_seen.load(), b.get<std::int64_t>());
                     }
                 }
             }
@@ -62,12 +62,12 @@ protected:
                        json_int(s, "buffer/bytes", 0) + 1000 > k_max_bytes;
             },
             10s);
-        done = true;
+        sampler.request_stop();
         sampler.join();
         if (const auto s = gateway_->status_json()) {
-            max_seen = std::max(max_seen, json_int(*s, "buffer/bytes", 0));
+            max_seen = std::max(max_seen.load(), json_int(*s, "buffer/bytes", 0));
         }
-        return max_seen;
+        return max_seen.load();
     }
 
     // The numbers (n of "d1:n") that reached the cloud, first arrivals in order.
@@ -82,18 +82,21 @@ protected:
         return out;
     }
 
-    // Cloud back; waits until the sink has nothing waiting and returns the delivered numbers.
-    std::vector<std::uint64_t> restore_cloud_and_drain(std::size_t expect_at_least) {
+    // Cloud back; waits until the sink is online with nothing waiting, and until at least
+    // `expect_at_least` messages arrived. False if the buffer did not drain.
+    bool restore_cloud_and_drain(std::size_t expect_at_least) {
         cloud_->start();
-        EXPECT_TRUE(gateway_->wait_until(
-            [](const json& s) {
-                return json_at(s, "sinks/cloud/state") == "online" &&
-                       json_at(s, "buffer/rows") == 0;
-            },
-            30s))
-            << "buffer did not drain; " << gateway_->last_status();
+        const auto online_and_empty = [](const json& s) {
+            return json_at(s, "sinks/cloud/state") == "online" && json_at(s, "buffer/rows") == 0;
+        };
+        const bool drained = gateway_->wait_until(online_and_empty, 30s).has_value();
+        if (!drained) {
+            ADD_FAILURE() << "buffer did not drain after the cloud returned; "
+                          << gateway_->last_status();
+            return false;
+        }
         poll_until([&] { return delivered_numbers().size() >= expect_at_least; }, 15s);
-        return delivered_numbers();
+        return true;
     }
 };
 
@@ -112,7 +115,8 @@ TEST_F(buffer_full_test, DropOldestKeepsNewestRowsAndCountsDrops) {
     EXPECT_LE(rows, 20);
     EXPECT_EQ(rows + dropped, k_count);
 
-    const auto got = restore_cloud_and_drain(static_cast<std::size_t>(rows));
+    ASSERT_TRUE(restore_cloud_and_drain(static_cast<std::size_t>(rows)));
+    const auto got = delivered_numbers();
     ASSERT_EQ(got.size(), static_cast<std::size_t>(rows));
     for (std::size_t i = 0; i < got.size(); ++i) {
         EXPECT_EQ(got[i], k_count - rows + static_cast<std::int64_t>(i))
@@ -135,7 +139,8 @@ TEST_F(buffer_full_test, DropNewestKeepsOldestRowsAndCountsDrops) {
     EXPECT_LE(rows, 20);
     EXPECT_EQ(rows + dropped, k_count);
 
-    const auto got = restore_cloud_and_drain(static_cast<std::size_t>(rows));
+    ASSERT_TRUE(restore_cloud_and_drain(static_cast<std::size_t>(rows)));
+    const auto got = delivered_numbers();
     ASSERT_EQ(got.size(), static_cast<std::size_t>(rows));
     for (std::size_t i = 0; i < got.size(); ++i) {
         EXPECT_EQ(got[i], i) << "drop-newest must keep the oldest rows, in order";
@@ -147,7 +152,7 @@ TEST_F(buffer_full_test, BlockDropsNothingAndDeliversAllAfterCloudReturns) {
     const auto max_bytes_seen = publish_and_sample();
     EXPECT_LE(max_bytes_seen, k_max_bytes) << "buffer.bytes exceeded max_bytes";
 
-    restore_cloud_and_drain(k_count);
+    ASSERT_TRUE(restore_cloud_and_drain(k_count));
     // The local broker held what the gateway did not accept; once the buffer drains, the rest
     // flows through.
     poll_until([&] { return delivered_numbers().size() >= static_cast<std::size_t>(k_count); },

@@ -79,8 +79,8 @@ TEST_F(cloud_outage_test, BacklogFromSeveralDevicesDeliveredCompleteAndInOrder) 
     EXPECT_TRUE(states.count("draining") || states.count("online")) << seen;
 
     ASSERT_TRUE(wait_for_unique(expected, 60s))
-        << "missing " << check_delivery(data_messages(), expected).missing.size()
-        << " of " << total;
+        << "missing " << check_delivery(data_messages(), expected).missing.size() << " of "
+        << total;
 
     const auto msgs = data_messages();
     const auto report = check_delivery(msgs, expected);
@@ -104,8 +104,8 @@ TEST_F(cloud_outage_test, BacklogFromSeveralDevicesDeliveredCompleteAndInOrder) 
         auto [it, fresh] = last.try_emplace(id->first, -1);
         if (static_cast<std::int64_t>(id->second) <= it->second) {
             if (++order_violations <= 5) {
-                ADD_FAILURE() << "order broken for " << id->first << ": " << id->second
-                              << " after " << it->second;
+                ADD_FAILURE() << "order broken for " << id->first << ": " << id->second << " after "
+                              << it->second;
             }
         }
         it->second = static_cast<std::int64_t>(id->second);

@@ -61,8 +61,8 @@ TEST_P(config_check_test, CheckConfigNamesKeyPathAndExits2) {
     const auto r = run_gateway_cli({"--check-config", file.string()}, tmp_.path());
     EXPECT_EQ(r.exit_code, 2) << "stdout: " << r.out << "\nstderr: " << r.err;
     EXPECT_NE(r.err.find(GetParam().expected_key_path), std::string::npos)
-        << "expected key path '" << GetParam().expected_key_path
-        << "' in stderr; got:\n" << r.err;
+        << "expected key path '" << GetParam().expected_key_path << "' in stderr; got:\n"
+        << r.err;
 }
 
 TEST_P(config_check_test, DaemonRefusesToStartWithExit2) {
@@ -72,8 +72,8 @@ TEST_P(config_check_test, DaemonRefusesToStartWithExit2) {
     const auto r = run_gateway_cli({"--config", file.string()}, tmp_.path(), 10s);
     EXPECT_EQ(r.exit_code, 2) << "stdout: " << r.out << "\nstderr: " << r.err;
     EXPECT_NE(r.err.find(GetParam().expected_key_path), std::string::npos)
-        << "expected a clear message naming '" << GetParam().expected_key_path
-        << "'; got:\n" << r.err;
+        << "expected a clear message naming '" << GetParam().expected_key_path << "'; got:\n"
+        << r.err;
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -86,31 +86,30 @@ INSTANTIATE_TEST_SUITE_P(
                         "sinks.cloud.qos"},
         bad_config_case{"QosOutOfRange", [](json& c) { c["sinks"]["cloud"]["qos"] = 2; },
                         "sinks.cloud.qos"},
-        bad_config_case{"KeepaliveWrongType",
-                        [](json& c) { c["local"]["keepalive_s"] = "thirty"; },
+        bad_config_case{"KeepaliveWrongType", [](json& c) { c["local"]["keepalive_s"] = "thirty"; },
                         "local.keepalive_s"},
         bad_config_case{"RouteToMissingSink",
-                        [](json& c) { c["routes"][0]["to"] = {"cloud", "nowhere"}; },
+                        [](json& c) {
+                            c["routes"][0]["to"] = {"cloud", "nowhere"};
+                        },
                         "routes[0].to[1]"},
         bad_config_case{"SinkUriBadScheme",
                         [](json& c) { c["sinks"]["cloud"]["uri"] = "http://127.0.0.1:2"; },
                         "sinks.cloud.uri"},
         bad_config_case{"LocalUriBadScheme",
                         [](json& c) { c["local"]["uri"] = "ftp://127.0.0.1:1"; }, "local.uri"},
-        bad_config_case{"MissingGatewayId", [](json& c) { c.erase("gateway_id"); },
-                        "gateway_id"},
+        bad_config_case{"MissingGatewayId", [](json& c) { c.erase("gateway_id"); }, "gateway_id"},
         bad_config_case{"InvalidGatewayId", [](json& c) { c["gateway_id"] = "bad id/#"; },
                         "gateway_id"},
-        bad_config_case{"EmptySubscribe",
-                        [](json& c) { c["local"]["subscribe"] = json::array(); },
+        bad_config_case{"EmptySubscribe", [](json& c) { c["local"]["subscribe"] = json::array(); },
                         "local.subscribe"},
-        bad_config_case{"BadWhenFull",
-                        [](json& c) { c["buffer"]["when_full"] = "drop-random"; },
+        bad_config_case{"BadWhenFull", [](json& c) { c["buffer"]["when_full"] = "drop-random"; },
                         "buffer.when_full"},
-        bad_config_case{"BadMqttVersion",
-                        [](json& c) { c["sinks"]["cloud"]["mqtt_version"] = 4; },
+        bad_config_case{"BadMqttVersion", [](json& c) { c["sinks"]["cloud"]["mqtt_version"] = 4; },
                         "sinks.cloud.mqtt_version"}),
-    [](const ::testing::TestParamInfo<bad_config_case>& param_info) { return param_info.param.name; });
+    [](const ::testing::TestParamInfo<bad_config_case>& param_info) {
+        return param_info.param.name;
+    });
 
 class config_file_test : public ::testing::Test {
 protected:

@@ -34,8 +34,8 @@ TEST_F(crash_recovery_test, Kill9WithBacklogThenRestartLosesNothing) {
         expected.insert("k1:" + std::to_string(i));
     }
     dev.flush(30s);
-    ASSERT_TRUE(gw.wait_until(
-        [&](const json& s) { return json_at(s, "buffer/rows") == k_count; }, 30s))
+    ASSERT_TRUE(
+        gw.wait_until([&](const json& s) { return json_at(s, "buffer/rows") == k_count; }, 30s))
         << "backlog not in the buffer; status " << gw.last_status();
 
     gw.kill9();
@@ -77,7 +77,8 @@ TEST_F(crash_recovery_test, Kill9DuringFastQos1StreamLosesAtMostOnePerKill) {
 
     std::atomic<bool> publish_failed{false};
     std::string publish_error;
-    std::thread publisher([&] {
+    // jthread: joined even if the kill loop below throws.
+    std::jthread publisher([&] {
         try {
             for (std::size_t i = 0; i < k_count; ++i) {
                 dev.publish("devices/k2/telemetry/x", numbered_payload("k2", i));
@@ -112,9 +113,8 @@ TEST_F(crash_recovery_test, Kill9DuringFastQos1StreamLosesAtMostOnePerKill) {
     wait_for_unique(expected, 60s);
     const auto report = check_delivery(data_messages(), expected);
     std::cout << "[ info ] kill -9 x" << kills << " during stream: published " << k_count
-              << ", received " << report.total << ", unique " << report.unique
-              << ", duplicates " << report.duplicates << ", LOST " << report.missing.size()
-              << "\n";
+              << ", received " << report.total << ", unique " << report.unique << ", duplicates "
+              << report.duplicates << ", LOST " << report.missing.size() << "\n";
     for (std::size_t i = 0; i < report.missing.size() && i < 10; ++i) {
         std::cout << "[ info ]   lost " << report.missing[i] << "\n";
     }
@@ -139,8 +139,8 @@ TEST_F(crash_recovery_test, GracefulRestartWithBacklogLosesNothing) {
         expected.insert("k3:" + std::to_string(i));
     }
     dev.flush();
-    ASSERT_TRUE(gw.wait_until(
-        [&](const json& s) { return json_at(s, "buffer/rows") == k_count; }, 20s))
+    ASSERT_TRUE(
+        gw.wait_until([&](const json& s) { return json_at(s, "buffer/rows") == k_count; }, 20s))
         << gw.last_status();
     const auto exit = gw.terminate();
     ASSERT_EQ(exit.exit_code, 0);

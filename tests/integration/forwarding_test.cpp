@@ -53,8 +53,8 @@ TEST_F(forwarding_test, Mqtt5UserPropertiesCarryGatewayIdAndStrictlyIncreasingSe
         ASSERT_TRUE(m.egw_gateway.has_value()) << "no egw-gateway on " << m.payload;
         EXPECT_EQ(*m.egw_gateway, k_gateway_id);
         const auto seq = parse_seq(m.egw_seq);
-        ASSERT_TRUE(seq.has_value()) << "egw-seq missing or not decimal: "
-                                     << m.egw_seq.value_or("<absent>");
+        ASSERT_TRUE(seq.has_value())
+            << "egw-seq missing or not decimal: " << m.egw_seq.value_or("<absent>");
         if (prev) {
             EXPECT_GT(*seq, *prev) << "seq not strictly increasing at " << m.payload;
         }

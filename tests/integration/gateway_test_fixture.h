@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -70,9 +71,9 @@ inline std::optional<std::pair<std::string, std::uint64_t>> parse_numbered(
 
 // Delivery bookkeeping over what a cloud subscriber saw, keyed by payload identity.
 struct delivery_report {
-    std::size_t total = 0;       // data messages received (duplicates included)
-    std::size_t unique = 0;      // distinct payload identities
-    std::size_t duplicates = 0;  // total - unique
+    std::size_t total = 0;             // data messages received (duplicates included)
+    std::size_t unique = 0;            // distinct payload identities
+    std::size_t duplicates = 0;        // total - unique
     std::vector<std::string> missing;  // expected identities never seen
 };
 
@@ -163,9 +164,18 @@ protected:
     // Creates the gateway with `config`, starts it and waits for `info gateway: ready`.
     gateway_process& start_gateway(const json& config) {
         gateway_ = std::make_unique<gateway_process>(tmp_.path(), config);
-        EXPECT_TRUE(gateway_->start_and_wait_ready())
-            << "gateway did not log 'info gateway: ready'; log:\n"
-            << tail_file(gateway_->log_file(), 30);
+        if (!gateway_->start_and_wait_ready()) {
+            // Abort the test at once (gtest reports the exception) rather than waiting out
+            // every later deadline against a gateway that is not there.
+            throw std::runtime_error("gateway did not log 'info gateway: ready'");
+        }
+        // Devices publish right after this returns; on a fresh local broker (no session yet)
+        // anything published before the gateway's subscription exists would simply be lost.
+        if (local_ && local_->running() &&
+            !gateway_->wait_until(
+                [](const json& s) { return json_at(s, "local/subscribed") == true; }, 10s)) {
+            throw std::runtime_error("gateway did not subscribe on the local broker");
+        }
         return *gateway_;
     }
 
@@ -188,8 +198,7 @@ protected:
     }
 
     // Waits for a sink state in `status`; returns the status seen, or nullopt.
-    std::optional<json> wait_sink_state(const std::string& state,
-                                        std::chrono::milliseconds timeout,
+    std::optional<json> wait_sink_state(const std::string& state, std::chrono::milliseconds timeout,
                                         const std::string& sink = "cloud") {
         return gateway_->wait_until(
             [&](const json& s) { return json_at(s, "sinks/" + sink + "/state") == state; },
@@ -215,13 +224,16 @@ protected:
     // Waits until `expected` payload identities have all arrived at least once.
     bool wait_for_unique(const std::set<std::string>& expected,
                          std::chrono::milliseconds timeout) const {
-        return poll_until(
-            [&] { return check_delivery(data_messages(), expected).missing.empty(); }, timeout,
-            50ms);
+        return poll_until([&] { return check_delivery(data_messages(), expected).missing.empty(); },
+                          timeout, 50ms);
     }
 
     void dump_logs() const {
         if (gateway_) {
+            if (const auto code = gateway_->exit_code()) {
+                std::cerr << "----- gateway is NOT running: exit code " << *code
+                          << (*code > 128 ? " (killed by a signal: 128 + signo)" : "") << "\n";
+            }
             std::cerr << "----- gateway log (tail) " << gateway_->log_file().string() << "\n"
                       << tail_file(gateway_->log_file(), 40) << "\n"
                       << "----- last status: " << gateway_->last_status() << "\n";

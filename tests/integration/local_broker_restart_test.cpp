@@ -24,12 +24,13 @@ protected:
     }
 
     bool wait_local(bool connected, std::chrono::milliseconds timeout) {
-        return gateway_->wait_until(
-                   [&](const json& s) {
-                       return json_at(s, "local/connected") == connected &&
-                              (!connected || json_at(s, "local/subscribed") == true);
-                   },
-                   timeout)
+        return gateway_
+            ->wait_until(
+                [&](const json& s) {
+                    return json_at(s, "local/connected") == connected &&
+                           (!connected || json_at(s, "local/subscribed") == true);
+                },
+                timeout)
             .has_value();
     }
 };
@@ -50,11 +51,11 @@ TEST_F(local_broker_restart_test, ResubscribesAfterLocalBrokerLostItsSessions) {
 
     device_.reset();
     local_->kill();
-    ASSERT_TRUE(wait_local(false, 15s)) << "local.connected stayed true; "
-                                        << gateway_->last_status();
+    ASSERT_TRUE(wait_local(false, 15s))
+        << "local.connected stayed true; " << gateway_->last_status();
     local_->start();
-    ASSERT_TRUE(wait_local(true, 20s)) << "gateway did not reconnect+resubscribe; "
-                                       << gateway_->last_status();
+    ASSERT_TRUE(wait_local(true, 20s))
+        << "gateway did not reconnect+resubscribe; " << gateway_->last_status();
     connect_device();
     auto more = publish_batch("lr1", 10, 30);
     expected.insert(more.begin(), more.end());

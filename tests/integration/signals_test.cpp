@@ -45,8 +45,8 @@ TEST_F(signals_test, SigtermWithBacklogAndCloudDownExits0Within5sAndKeepsRows) {
     auto& gw = start_gateway();
     connect_device();
     const auto expected = publish_batch("devices/s2/telemetry/x", "s2", 0, 1000);
-    ASSERT_TRUE(gw.wait_until([](const json& s) { return json_int(s, "buffer/rows") == 1000; },
-                              15s))
+    ASSERT_TRUE(
+        gw.wait_until([](const json& s) { return json_int(s, "buffer/rows") == 1000; }, 15s))
         << gw.last_status();
 
     const auto exit = gw.terminate(10s);
@@ -98,8 +98,7 @@ TEST_F(signals_test, SighupWithChangedSinkUriDeliversBufferedRows) {
     ASSERT_TRUE(wait_sink_state("offline", 10s)) << gw.last_status();
     connect_device();
     const auto expected = publish_batch("devices/s4/telemetry/x", "s4", 0, 200);
-    ASSERT_TRUE(gw.wait_until([](const json& s) { return json_int(s, "buffer/rows") == 200; },
-                              10s))
+    ASSERT_TRUE(gw.wait_until([](const json& s) { return json_int(s, "buffer/rows") == 200; }, 10s))
         << gw.last_status();
 
     test_subscriber cloud2_sub(extra_broker_->uri(), "egw-it-cloud2-sub");
@@ -110,8 +109,7 @@ TEST_F(signals_test, SighupWithChangedSinkUriDeliversBufferedRows) {
     ASSERT_TRUE(gw.reload());
 
     const bool all = poll_until(
-        [&] { return check_delivery(cloud2_sub.messages(), expected).missing.empty(); }, 30s,
-        50ms);
+        [&] { return check_delivery(cloud2_sub.messages(), expected).missing.empty(); }, 30s, 50ms);
     EXPECT_TRUE(all) << "after reload, missing "
                      << check_delivery(cloud2_sub.messages(), expected).missing.size();
     EXPECT_TRUE(gw.running());

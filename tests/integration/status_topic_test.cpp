@@ -23,13 +23,24 @@ bool is_status(const received_message& m, const std::string& state) {
 
 class status_topic_test : public gateway_test {
 protected:
-    // A fresh subscriber sees only the retained message first.
+    // A fresh subscriber is handed the retained message on subscribing. The first status may
+    // be stored a little after the sink reports online, so probe with new connections until
+    // the retained message is there.
     std::optional<received_message> retained_status(const std::string& state) {
-        test_subscriber probe(cloud_->uri(), "egw-it-status-probe-" + std::to_string(++probes_),
-                              subscriber_options{5, false, 10});
-        probe.connect({k_status_topic});
-        return probe.wait_for(
-            [&](const received_message& m) { return m.retained && is_status(m, state); }, 5s);
+        std::optional<received_message> hit;
+        poll_until(
+            [&] {
+                test_subscriber probe(cloud_->uri(),
+                                      "egw-it-status-probe-" + std::to_string(++probes_),
+                                      subscriber_options{5, false, 10});
+                probe.connect({k_status_topic});
+                hit = probe.wait_for(
+                    [&](const received_message& m) { return m.retained && is_status(m, state); },
+                    1s);
+                return hit.has_value();
+            },
+            10s, 100ms);
+        return hit;
     }
 
     int probes_ = 0;
@@ -97,31 +108,51 @@ TEST_F(status_topic_test, StatusCliReportsShape) {
     const auto s = gw.status_json();
     ASSERT_TRUE(s);
     EXPECT_EQ(json_at(*s, "gateway_id"), k_gateway_id);
-    for (const char* path :
-         {"version", "uptime_s", "local/connected", "local/subscribed", "counters/received",
-          "counters/buffered", "counters/sent", "counters/acked", "counters/dropped/no_route",
-          "counters/dropped/too_large", "counters/dropped/buffer_full",
-          "counters/dropped/disk_full", "counters/errors/buffer", "counters/errors/publish",
-          "buffer/rows", "buffer/bytes", "buffer/max_bytes", "buffer/when_full",
-          "buffer/degraded", "sinks/cloud/state", "sinks/cloud/connected",
-          "sinks/cloud/rows_waiting", "sinks/cloud/bytes_waiting", "sinks/cloud/oldest_age_s",
-          "sinks/cloud/eta_s", "sinks/cloud/sent", "sinks/cloud/acked",
-          "sinks/cloud/rate_msg_s", "sinks/cloud/inflight", "sinks/cloud/reconnects",
-          "sinks/cloud/last_error"}) {
+    for (const char* path : {"version",
+                             "uptime_s",
+                             "local/connected",
+                             "local/subscribed",
+                             "counters/received",
+                             "counters/buffered",
+                             "counters/sent",
+                             "counters/acked",
+                             "counters/dropped/no_route",
+                             "counters/dropped/too_large",
+                             "counters/dropped/buffer_full",
+                             "counters/dropped/disk_full",
+                             "counters/errors/buffer",
+                             "counters/errors/publish",
+                             "buffer/rows",
+                             "buffer/bytes",
+                             "buffer/max_bytes",
+                             "buffer/when_full",
+                             "buffer/degraded",
+                             "sinks/cloud/state",
+                             "sinks/cloud/connected",
+                             "sinks/cloud/rows_waiting",
+                             "sinks/cloud/bytes_waiting",
+                             "sinks/cloud/oldest_age_s",
+                             "sinks/cloud/eta_s",
+                             "sinks/cloud/sent",
+                             "sinks/cloud/acked",
+                             "sinks/cloud/rate_msg_s",
+                             "sinks/cloud/inflight",
+                             "sinks/cloud/reconnects",
+                             "sinks/cloud/last_error"}) {
         EXPECT_FALSE(json_at(*s, path).is_null()) << "status lacks " << path << ": " << s->dump();
     }
     EXPECT_EQ(json_at(*s, "buffer/max_bytes"), 64 * 1024 * 1024);
     EXPECT_EQ(json_at(*s, "buffer/when_full"), "drop-oldest");
 
     // The human table works too.
-    const auto table = run_gateway_cli({"status", "--config", gw.config_file().string()},
-                                       tmp_.path(), 5s);
+    const auto table =
+        run_gateway_cli({"status", "--config", gw.config_file().string()}, tmp_.path(), 5s);
     EXPECT_EQ(table.exit_code, 0) << table.err;
     EXPECT_NE(table.out.find(k_gateway_id), std::string::npos) << table.out;
     // --socket PATH reaches the same gateway.
-    const auto by_socket = run_gateway_cli(
-        {"status", "--socket", (gw.data_dir() / "control.sock").string(), "--json"}, tmp_.path(),
-        5s);
+    const auto by_socket =
+        run_gateway_cli({"status", "--socket", (gw.data_dir() / "control.sock").string(), "--json"},
+                        tmp_.path(), 5s);
     EXPECT_EQ(by_socket.exit_code, 0) << by_socket.err;
 }
 

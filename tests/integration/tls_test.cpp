@@ -82,8 +82,8 @@ TEST_F(tls_test, WrongCaIsReportedAndReloadWithRightCaDeliversEverything) {
     const auto error = wait_for_tls_failure();
     std::cout << "[ info ] last_error with wrong CA: " << error << "\n";
     const auto expected = publish_batch("t2", 50);
-    ASSERT_TRUE(gateway_->wait_until(
-        [](const json& s) { return json_int(s, "buffer/rows") == 50; }, 10s))
+    ASSERT_TRUE(
+        gateway_->wait_until([](const json& s) { return json_int(s, "buffer/rows") == 50; }, 10s))
         << gateway_->last_status();
     ASSERT_TRUE(gateway_->running()) << "gateway died on a TLS error";
     EXPECT_TRUE(data_messages().empty()) << "nothing can pass an unverified server";
@@ -103,17 +103,16 @@ TEST_F(tls_test, WrongCaFixedByRestartDeliversEverything) {
 
     wait_for_tls_failure();
     const auto log = gateway_->log_since_start();
-    const bool mentions_tls = log.find("TLS") != std::string::npos ||
-                              log.find("SSL") != std::string::npos ||
-                              log.find("ssl") != std::string::npos ||
-                              log.find("tls") != std::string::npos ||
-                              log.find("certificate") != std::string::npos;
+    const bool mentions_tls =
+        log.find("TLS") != std::string::npos || log.find("SSL") != std::string::npos ||
+        log.find("ssl") != std::string::npos || log.find("tls") != std::string::npos ||
+        log.find("certificate") != std::string::npos;
     EXPECT_TRUE(mentions_tls) << "the log should say the failure is about TLS/certificates:\n"
                               << tail_file(gateway_->log_file(), 20);
 
     const auto expected = publish_batch("t3", 30);
-    ASSERT_TRUE(gateway_->wait_until(
-        [](const json& s) { return json_int(s, "buffer/rows") == 30; }, 10s))
+    ASSERT_TRUE(
+        gateway_->wait_until([](const json& s) { return json_int(s, "buffer/rows") == 30; }, 10s))
         << gateway_->last_status();
     ASSERT_EQ(gateway_->terminate().exit_code, 0);
 

@@ -78,8 +78,7 @@ TEST_F(unreachable_brokers_test, CloudDownAtStartBuffersThenDelivers) {
         expected.insert("u2:" + std::to_string(i));
     }
     dev.flush();
-    ASSERT_TRUE(gw.wait_until([](const json& s) { return json_int(s, "buffer/rows") == 100; },
-                              10s))
+    ASSERT_TRUE(gw.wait_until([](const json& s) { return json_int(s, "buffer/rows") == 100; }, 10s))
         << gw.last_status();
 
     cloud_->start();

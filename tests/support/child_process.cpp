@@ -136,6 +136,8 @@ command_result run_command(const std::vector<std::string>& argv,
     result.exit_code = code.value_or(-1);
     result.out = read_file(out_file);
     result.err = read_file(err_file);
+    std::filesystem::remove(out_file);
+    std::filesystem::remove(err_file);
     return result;
 }
 

@@ -68,7 +68,7 @@ struct command_result {
 };
 
 // Runs a command to completion with a deadline, capturing stdout and stderr through files in
-// `work_dir` (named after `tag`).
+// `work_dir` named after `tag` (removed afterwards; concurrent calls need distinct tags).
 command_result run_command(const std::vector<std::string>& argv,
                            const std::filesystem::path& work_dir, const std::string& tag,
                            std::chrono::milliseconds timeout);

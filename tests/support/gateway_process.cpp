@@ -29,9 +29,7 @@ command_result run_gateway_cli(const std::vector<std::string>& args,
 }
 
 gateway_process::gateway_process(std::filesystem::path dir, nlohmann::json config)
-    : dir_(std::move(dir)),
-      config_file_(dir_ / "gateway.json"),
-      log_file_(dir_ / "gateway.log") {
+    : dir_(std::move(dir)), config_file_(dir_ / "gateway.json"), log_file_(dir_ / "gateway.log") {
     set_config(std::move(config));
 }
 
@@ -79,8 +77,8 @@ std::string gateway_process::full_log() const { return read_file(log_file_); }
 
 bool gateway_process::wait_for_log(std::string_view needle,
                                    std::chrono::milliseconds timeout) const {
-    return poll_until(
-        [&] { return log_since_start().find(needle) != std::string::npos; }, timeout, 50ms);
+    return poll_until([&] { return log_since_start().find(needle) != std::string::npos; }, timeout,
+                      50ms);
 }
 
 gateway_process::exit_info gateway_process::terminate(std::chrono::milliseconds timeout) {
@@ -91,8 +89,7 @@ gateway_process::exit_info gateway_process::terminate(std::chrono::milliseconds 
         return info;
     }
     info.exit_code = process_.wait_for_exit(timeout);
-    info.elapsed =
-        std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t0);
+    info.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t0);
     if (!info.exit_code) {
         process_.kill_and_reap();
     }
@@ -102,18 +99,33 @@ gateway_process::exit_info gateway_process::terminate(std::chrono::milliseconds 
 void gateway_process::kill9() { process_.kill_and_reap(); }
 
 std::optional<nlohmann::json> gateway_process::status_json() const {
-    const auto r = run_command(
-        {gateway_binary(), "status", "--config", config_file_.string(), "--json"}, dir_,
-        "status", 5s);
-    if (r.exit_code != 0) {
-        return std::nullopt;
-    }
+    const auto r =
+        run_command({gateway_binary(), "status", "--config", config_file_.string(), "--json"}, dir_,
+                    "status-" + std::to_string(++status_calls_), 3s);
+    std::string error;
     auto j = nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded()) {
+    if (r.exit_code != 0) {
+        error = r.exit_code < 0 ? "`status` timed out: the gateway does not answer on its socket"
+                                : "`status` exit " + std::to_string(r.exit_code) + ": " + r.err;
+    } else if (j.is_discarded()) {
+        error = "`status --json` printed invalid JSON: " + r.out;
+    }
+    std::lock_guard lock(status_mutex_);
+    last_status_error_ = error;
+    if (!error.empty()) {
         return std::nullopt;
     }
     last_status_ = j;
     return j;
+}
+
+std::string gateway_process::last_status() const {
+    std::lock_guard lock(status_mutex_);
+    std::string s = last_status_.dump();
+    if (!last_status_error_.empty()) {
+        s += " [latest status call failed: " + last_status_error_ + "]";
+    }
+    return s;
 }
 
 std::optional<nlohmann::json> gateway_process::wait_until(
@@ -127,7 +139,7 @@ std::optional<nlohmann::json> gateway_process::wait_until(
                 hit = std::move(s);
                 return true;
             }
-            return false;
+            return !process_.running();
         },
         timeout, 100ms);
     return hit;
@@ -148,8 +160,7 @@ nlohmann::json json_at(const nlohmann::json& j, std::string_view slash_path) {
     return *cur;
 }
 
-std::int64_t json_int(const nlohmann::json& j, std::string_view slash_path,
-                      std::int64_t fallback) {
+std::int64_t json_int(const nlohmann::json& j, std::string_view slash_path, std::int64_t fallback) {
     const auto v = json_at(j, slash_path);
     return v.is_number() ? v.get<std::int64_t>() : fallback;
 }

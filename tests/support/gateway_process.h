@@ -5,12 +5,14 @@
 
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,22 +74,30 @@ public:
     // SIGHUP (reload routes and sinks from the config file).
     bool reload() { return signal(SIGHUP); }
     bool signal(int sig) { return process_.send_signal(sig); }
-    bool running() { return process_.running(); }
+    bool running() const { return process_.running(); }
+
+    // How the last run ended (exit code, or 128 + signal); nullopt while running.
+    std::optional<int> exit_code() const {
+        return process_.running() ? std::nullopt : process_.exit_code();
+    }
 
     // Waits for exit without signalling (e.g. after a fatal config error).
     std::optional<int> wait_for_exit(std::chrono::milliseconds timeout) {
         return process_.wait_for_exit(timeout);
     }
 
-    // `edge-gateway status --config FILE --json`, parsed; nullopt if it failed.
+    // `edge-gateway status --config FILE --json`, parsed; nullopt if it failed. Thread-safe.
     std::optional<nlohmann::json> status_json() const;
 
     // Polls status_json() until `predicate` holds; returns that status, or nullopt at the
-    // deadline (then last_status() shows the last one seen, for the failure message).
+    // deadline or as soon as the gateway process has exited (then last_status() shows the last
+    // status seen, for the failure message).
     std::optional<nlohmann::json> wait_until(
         const std::function<bool(const nlohmann::json&)>& predicate,
         std::chrono::milliseconds timeout) const;
-    std::string last_status() const { return last_status_.dump(); }
+    // The last status seen, and why the latest status call failed if it did (e.g. the gateway
+    // stopped answering on its control socket).
+    std::string last_status() const;
 
     const std::filesystem::path& config_file() const { return config_file_; }
     const std::filesystem::path& log_file() const { return log_file_; }
@@ -99,8 +109,12 @@ private:
     std::filesystem::path config_file_;
     std::filesystem::path log_file_;
     std::size_t log_offset_ = 0;
-    child_process process_;
-    mutable nlohmann::json last_status_;
+    mutable child_process process_;  // mutable: checking liveness reaps a dead child
+    // status_json() may run on several threads at once (a sampler beside a waiting test).
+    mutable std::atomic<unsigned> status_calls_{0};
+    mutable std::mutex status_mutex_;
+    mutable nlohmann::json last_status_;     // guarded by status_mutex_
+    mutable std::string last_status_error_;  // guarded by status_mutex_
 };
 
 // Safe accessor for nested status values: json_at(s, "sinks/cloud/state"), null if absent.

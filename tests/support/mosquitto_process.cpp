@@ -18,7 +18,7 @@ constexpr const char* k_mosquitto_bin = "/usr/sbin/mosquitto";
 }  // namespace
 
 mosquitto_process::mosquitto_process(mosquitto_options options)
-    : options_(std::move(options)), dir_(options_.name) {
+    : options_(std::move(options)), dir_("egw-" + options_.name) {
     port_ = free_port();
     if (options_.tls) {
         do {
@@ -66,8 +66,8 @@ void mosquitto_process::start(std::chrono::milliseconds timeout) {
     if (process_.running()) {
         return;
     }
-    process_ = child_process::spawn({k_mosquitto_bin, "-c", conf_file_.string()}, log_file_,
-                                    log_file_);
+    process_ =
+        child_process::spawn({k_mosquitto_bin, "-c", conf_file_.string()}, log_file_, log_file_);
     const bool up = poll_until(
         [this] {
             return !process_.running() ||
@@ -76,8 +76,8 @@ void mosquitto_process::start(std::chrono::milliseconds timeout) {
         timeout);
     if (!up || !process_.running()) {
         process_.kill_and_reap();
-        throw std::runtime_error(options_.name + " did not start on port " +
-                                 std::to_string(port_) + "; log:\n" + tail_file(log_file_, 20));
+        throw std::runtime_error(options_.name + " did not start on port " + std::to_string(port_) +
+                                 "; log:\n" + tail_file(log_file_, 20));
     }
 }
 
@@ -93,9 +93,7 @@ void mosquitto_process::stop(std::chrono::milliseconds timeout) {
 
 void mosquitto_process::kill() { process_.kill_and_reap(); }
 
-std::string mosquitto_process::uri() const {
-    return "tcp://127.0.0.1:" + std::to_string(port_);
-}
+std::string mosquitto_process::uri() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
 
 std::string mosquitto_process::tls_uri() const {
     return "ssl://127.0.0.1:" + std::to_string(tls_port_);

@@ -14,6 +14,9 @@ constexpr auto k_reconnect_min = std::chrono::seconds(1);
 constexpr auto k_reconnect_max = std::chrono::seconds(2);
 // Session expiry for persistent MQTT 5 sessions: far longer than any test.
 constexpr int k_session_expiry_s = 3600;
+// Paho refuses a publish (MQTTASYNC_MAX_BUFFERED_MESSAGES) once this many commands wait to be
+// written; its default (100) is below the windows the tests use.
+constexpr int k_max_buffered = 100000;
 
 }  // namespace
 
@@ -34,11 +37,10 @@ std::optional<std::uint64_t> parse_seq(const std::optional<std::string>& text) {
 // ---------------------------------------------------------------------------------------------
 // test_subscriber
 
-test_subscriber::test_subscriber(std::string uri, std::string client_id,
-                                 subscriber_options options)
+test_subscriber::test_subscriber(std::string uri, std::string client_id, subscriber_options options)
     : uri_(std::move(uri)), client_id_(std::move(client_id)), options_(options) {
-    client_ = std::make_unique<mqtt::async_client>(uri_, client_id_,
-                                                   mqtt::create_options(options_.mqtt_version));
+    client_ = std::make_unique<mqtt::async_client>(
+        uri_, client_id_, mqtt::create_options(options_.mqtt_version, k_max_buffered));
     client_->set_message_callback([this](mqtt::const_message_ptr msg) { on_message(msg); });
     // Renew subscriptions after an automatic reconnect: a no-op for a kept session, needed if
     // the broker lost it (killed without persistence).
@@ -60,8 +62,7 @@ test_subscriber::test_subscriber(std::string uri, std::string client_id,
 
 test_subscriber::~test_subscriber() { disconnect(); }
 
-void test_subscriber::connect(std::vector<std::string> filters,
-                              std::chrono::milliseconds timeout) {
+void test_subscriber::connect(std::vector<std::string> filters, std::chrono::milliseconds timeout) {
     mqtt::connect_options_builder b;
     b.mqtt_version(options_.mqtt_version)
         .keep_alive_interval(std::chrono::seconds(options_.keepalive_s))
@@ -168,14 +169,13 @@ void test_subscriber::clear() {
 // ---------------------------------------------------------------------------------------------
 // test_publisher
 
-test_publisher::test_publisher(std::string uri, std::string client_id, int window,
-                               int mqtt_version)
+test_publisher::test_publisher(std::string uri, std::string client_id, int window, int mqtt_version)
     : uri_(std::move(uri)),
       client_id_(std::move(client_id)),
       window_(window),
       mqtt_version_(mqtt_version) {
-    client_ = std::make_unique<mqtt::async_client>(uri_, client_id_,
-                                                   mqtt::create_options(mqtt_version_));
+    client_ = std::make_unique<mqtt::async_client>(
+        uri_, client_id_, mqtt::create_options(mqtt_version_, k_max_buffered));
 }
 
 test_publisher::~test_publisher() { disconnect(); }

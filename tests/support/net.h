@@ -14,8 +14,9 @@ namespace egw::test {
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
-// A TCP port on 127.0.0.1 that was free a moment ago: bound to port 0, read back, closed. The
-// kernel hands out ephemeral ports round-robin, so reuse by another process soon after is rare.
+// A TCP port on 127.0.0.1 that was free a moment ago, chosen at random below the kernel's
+// ephemeral range (so no outgoing connection takes it as its source port while a broker is
+// stopped); falls back to a kernel-chosen ephemeral port.
 std::uint16_t free_port();
 
 // True if a TCP connect to 127.0.0.1:port succeeds right now.

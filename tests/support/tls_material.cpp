@@ -32,9 +32,9 @@ void openssl(const std::filesystem::path& dir, std::vector<std::string> args) {
 void make_ca(const std::filesystem::path& dir, const std::string& name,
              const std::filesystem::path& cert, const std::filesystem::path& key) {
     openssl(dir, {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                  "-nodes", "-keyout", key.string(), "-out", cert.string(), "-days", "2",
-                  "-subj", "/CN=" + name, "-addext", "basicConstraints=critical,CA:TRUE",
-                  "-addext", "keyUsage=critical,keyCertSign,cRLSign"});
+                  "-nodes", "-keyout", key.string(), "-out", cert.string(), "-days", "2", "-subj",
+                  "/CN=" + name, "-addext", "basicConstraints=critical,CA:TRUE", "-addext",
+                  "keyUsage=critical,keyCertSign,cRLSign"});
 }
 
 void make_leaf(const std::filesystem::path& dir, const std::string& cn, const std::string& ext,
@@ -44,8 +44,7 @@ void make_leaf(const std::filesystem::path& dir, const std::string& cn, const st
     const auto ext_file = dir / (cn + ".ext");
     write_file(ext_file, ext);
     openssl(dir, {"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                  "-nodes", "-keyout", key.string(), "-out", csr.string(), "-subj",
-                  "/CN=" + cn});
+                  "-nodes", "-keyout", key.string(), "-out", csr.string(), "-subj", "/CN=" + cn});
     openssl(dir, {"x509", "-req", "-in", csr.string(), "-CA", ca.ca_cert.string(), "-CAkey",
                   ca.ca_key.string(), "-CAcreateserial", "-out", cert.string(), "-days", "2",
                   "-extfile", ext_file.string()});
