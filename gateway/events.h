@@ -12,7 +12,7 @@
 namespace egw {
 
 struct sink_event {
-    enum kind { connected, connect_failed, lost, acked, publish_failed, tls_error };
+    enum kind { connected, connect_failed, lost, acked, publish_failed };
     int sink_id;
     kind what;
     uint64_t seq = 0;

@@ -99,11 +99,8 @@ void mqtt_sink::connect() {
         if (!cfg_.tls->key_file.empty()) ssl.set_private_key(cfg_.tls->key_file);
         ssl.set_enable_server_cert_auth(cfg_.tls->verify);
         ssl.set_verify(cfg_.tls->verify);
-        int id = id_;
-        mailbox<event>* mb = &mb_;
-        ssl.set_error_handler([id, mb](const std::string& msg) {
-            mb->post(sink_event{id, sink_event::tls_error, 0, msg});
-        });
+        // No ssl error handler: Paho C++ 1.2 hands Paho C a pointer to the ssl_options it was
+        // set on, which a copy of the connect options leaves dangling (it crashed here).
         opts.set_ssl(std::move(ssl));
     }
     machine_.connecting();
@@ -141,7 +138,14 @@ void mqtt_sink::connect_listener::on_success(const mqtt::token& tok) {
 }
 
 void mqtt_sink::connect_listener::on_failure(const mqtt::token& tok) {
-    self->mb_.post(sink_event{self->id_, sink_event::connect_failed, 0, describe(tok)});
+    std::string why = describe(tok);
+    if (self->cfg_.tls && tok.get_return_code() == MQTTASYNC_FAILURE) {
+        why =
+            "TLS connection failed: broker unreachable, or the handshake failed (server "
+            "certificate not signed by tls.ca_file, name mismatch, or client certificate "
+            "refused)";
+    }
+    self->mb_.post(sink_event{self->id_, sink_event::connect_failed, 0, why});
 }
 
 void mqtt_sink::connection_lost(const std::string& cause) {
@@ -172,8 +176,9 @@ void mqtt_sink::force_reconnect(const std::string& why) {
 
 void mqtt_sink::handle(sink_event& e) {
     auto lg = log::get("sink");
-    if (stopping_) {
-        // Retired or shutting down: a connect that completes now is closed at once.
+    if (stopping_ && e.what != sink_event::acked) {
+        // Retired or shutting down: a connect that completes now is closed at once. Acks still
+        // count, so that the final commit removes everything the cloud has.
         if (e.what == sink_event::connected) {
             try {
                 cli_->disconnect(0);
@@ -230,10 +235,6 @@ void mqtt_sink::handle(sink_event& e) {
             }
             if (machine_.connected())
                 force_reconnect("publish of seq " + std::to_string(e.seq) + " failed: " + e.text);
-            break;
-        case sink_event::tls_error:
-            last_error_ = "TLS: " + e.text;
-            lg->warn("{}: TLS error: {}", cfg_.name, e.text);
             break;
     }
 }
