@@ -20,6 +20,7 @@ using std::chrono::milliseconds;
 constexpr auto tick_period = milliseconds(50);         // reconnect timers, ack commits
 constexpr auto maintain_period = milliseconds(250);    // totals snapshot, WAL checkpoint
 constexpr auto stop_budget = milliseconds(1000);       // local session at shutdown
+constexpr uint64_t ack_batch_rows = 2048;              // commit acks before the tick past this many
 constexpr auto held_retry_period = milliseconds(200);  // paused ingest tries to store again
 
 double seconds_since(clock::time_point t) {
@@ -248,7 +249,12 @@ void gateway::on_events(std::vector<event>& batch) {
         }
     }
     pump_all();
-    schedule_acks();
+    // Acknowledged rows are removed every tick; sooner only when many have piled up, because
+    // each removal is a write transaction that ingest must wait for.
+    uint64_t backlog = 0;
+    for (auto& [id, s] : sinks_)
+        backlog += s->machine().acked_through() - s->machine().ack_committed();
+    if (backlog >= ack_batch_rows) schedule_acks();
 }
 
 void gateway::on_tick() {

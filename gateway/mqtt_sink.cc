@@ -256,16 +256,16 @@ void mqtt_sink::pump() {
     while (machine_.connected()) {
         if (machine_.wants_read()) {
             read_scratch_.clear();
-            uint64_t vouched = 0;
+            storage::buffer::read_result r;
             try {
-                vouched =
-                    buf_.read(bit_, machine_.read_after(), machine_.limits().batch, read_scratch_);
+                r = buf_.read(bit_, machine_.read_after(), machine_.limits().batch,
+                              machine_.read_budget(), read_scratch_);
             } catch (const std::exception& e) {
                 cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
                 log::get("sink")->error("{}: reading the buffer failed: {}", cfg_.name, e.what());
                 return;
             }
-            machine_.on_read(std::move(read_scratch_), vouched);
+            machine_.on_read(std::move(read_scratch_), r.vouched, r.complete);
         }
         const storage::stored_row* row = machine_.next();
         if (!row) return;

@@ -46,31 +46,39 @@ void sink_machine::on_disconnected(clock::time_point now) {
 void sink_machine::rewind() {
     // Everything not acknowledged is read again from the buffer, oldest first.
     pending_.clear();
+    pending_bytes_ = 0;
     inflight_.clear();
     loaded_through_ = acked_through_;
     caught_up_ = false;
 }
 
+namespace {
+size_t bytes_of(const storage::stored_row& r) { return r.topic.size() + r.payload.size(); }
+}  // namespace
+
 void sink_machine::on_live(storage::stored_row&& row) {
     if (!connected_ || !caught_up_ || row.seq <= loaded_through_) return;
-    if (pending_.size() >= limits_.live_cap) {
+    if (pending_.size() >= limits_.live_cap ||
+        (!pending_.empty() && pending_bytes_ + bytes_of(row) > limits_.memory_cap)) {
         // The cloud is slower than ingest: leave the rest in the buffer and read it back.
         caught_up_ = false;
         return;
     }
     loaded_through_ = row.seq;
+    pending_bytes_ += bytes_of(row);
     pending_.push_back(std::move(row));
 }
 
-void sink_machine::on_read(std::vector<storage::stored_row>&& rows, uint64_t vouched) {
+void sink_machine::on_read(std::vector<storage::stored_row>&& rows, uint64_t vouched,
+                           bool complete) {
     if (!connected_) return;
-    const bool short_read = rows.size() < limits_.batch;
     for (auto& r : rows) {
         if (r.seq <= loaded_through_) continue;
+        pending_bytes_ += bytes_of(r);
         pending_.push_back(std::move(r));
     }
     loaded_through_ = std::max(loaded_through_, vouched);
-    caught_up_ = short_read;
+    caught_up_ = complete;
 }
 
 bool sink_machine::wants_connect(clock::time_point now) const {
@@ -87,6 +95,7 @@ const storage::stored_row* sink_machine::next() const {
 void sink_machine::sent() {
     assert(!pending_.empty());
     inflight_.push_back({pending_.front().seq, false});
+    pending_bytes_ -= bytes_of(pending_.front());
     pending_.pop_front();
 }
 

@@ -28,6 +28,9 @@ struct sink_limits {
     size_t window = 256;     // unacknowledged publishes at most
     size_t batch = 512;      // rows per buffer read
     size_t live_cap = 4096;  // live rows held in memory before falling back to the buffer
+    // Bytes (topic + payload) held in memory at most, loaded or live: camera frames must not
+    // turn a batch of rows into hundreds of MiB.
+    size_t memory_cap = 8 << 20;
     std::chrono::milliseconds backoff_initial{500};
     std::chrono::milliseconds backoff_max{30000};
 };
@@ -45,8 +48,8 @@ public:
     void on_disconnected(clock::time_point now);
     // A row committed to the buffer for this sink, in sequence order.
     void on_live(storage::stored_row&& row);
-    // Result of read(after = read_after(), limit = limits().batch).
-    void on_read(std::vector<storage::stored_row>&& rows, uint64_t vouched);
+    // Result of buffer::read(after = read_after(), limit = limits().batch, ...).
+    void on_read(std::vector<storage::stored_row>&& rows, uint64_t vouched, bool complete);
     // The cloud acknowledged `seq`. Returns false for a seq not in flight (a stale ack).
     bool on_ack(uint64_t seq);
     // The connection refused more in-flight messages than it has now.
@@ -65,6 +68,10 @@ public:
     }
     bool wants_read() const;
     uint64_t read_after() const { return loaded_through_; }
+    // How many bytes the next read may bring in.
+    size_t read_budget() const {
+        return limits_.memory_cap > pending_bytes_ ? limits_.memory_cap - pending_bytes_ : 0;
+    }
     // The next row to publish, or nullptr when the window is full or nothing is loaded.
     // The caller publishes it and then calls sent().
     const storage::stored_row* next() const;
@@ -107,7 +114,8 @@ private:
     clock::time_point connect_started_{};
 
     std::deque<storage::stored_row> pending_;  // loaded, not yet sent, by seq
-    std::deque<flight> inflight_;              // sent, by seq
+    size_t pending_bytes_ = 0;
+    std::deque<flight> inflight_;  // sent, by seq
     uint64_t loaded_through_ = 0;  // every row for this sink <= it is loaded, sent or acked
     uint64_t acked_through_ = 0;   // every row for this sink <= it is acknowledged
     uint64_t ack_committed_ = 0;   // ... and removed from the buffer

@@ -387,29 +387,37 @@ void buffer::write_snapshot(const delta& d, uint64_t at_seq) {
     meta("last_seq", last_seq_.load(std::memory_order_relaxed));
 }
 
-uint64_t buffer::read(int bit, uint64_t after, size_t limit, std::vector<stored_row>& out) {
+buffer::read_result buffer::read(int bit, uint64_t after, size_t limit, size_t max_bytes,
+                                 std::vector<stored_row>& out) {
     // Anything committed before this load is visible to the query below.
-    uint64_t vouched = last_seq_.load(std::memory_order_acquire);
-    const size_t first = out.size();
+    const uint64_t vouched = last_seq_.load(std::memory_order_acquire);
     read_rows_.bind(1, static_cast<int64_t>(after))
         .bind(2, static_cast<int64_t>(bit_mask(bit)))
         .bind(3, static_cast<int64_t>(limit));
+    size_t n = 0, bytes = 0;
+    bool cut = false;
     try {
         while (read_rows_.step()) {
+            if (n > 0 && bytes >= max_bytes) {
+                cut = true;  // the byte budget ends the batch early
+                break;
+            }
             out.push_back(
                 stored_row{static_cast<uint64_t>(read_rows_.int64(0)), read_rows_.int64(1),
                            static_cast<uint64_t>(read_rows_.int64(2)),
                            std::string(read_rows_.text(3)), std::string(read_rows_.blob(4))});
+            bytes += out.back().topic.size() + out.back().payload.size();
+            ++n;
         }
     } catch (...) {
         read_rows_.reset();
         throw;
     }
     read_rows_.reset();
-    const size_t n = out.size() - first;
-    if (n == 0) return std::max(vouched, after);
-    uint64_t last = out.back().seq;
-    return n < limit ? std::max(vouched, last) : last;
+    if (n == 0) return {std::max(vouched, after), true};
+    const uint64_t last = out.back().seq;
+    if (cut || n == limit) return {last, false};
+    return {std::max(vouched, last), true};
 }
 
 int64_t buffer::oldest_ts(int bit, uint64_t after) {

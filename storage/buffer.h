@@ -96,10 +96,17 @@ public:
     append_result append(std::string_view topic, std::string_view payload, uint64_t sinks,
                          int64_t ts_ms, const stored_fn& on_stored);
 
-    // Up to `limit` rows for sink `bit` with seq > after, oldest first. Returns the highest
-    // sequence number the read can vouch for: every row for this sink up to it is in `out`
-    // (or was at or below `after`). Reader connection: one thread only.
-    uint64_t read(int bit, uint64_t after, size_t limit, std::vector<stored_row>& out);
+    // Up to `limit` rows (and about `max_bytes` of topic + payload, at least one row) for
+    // sink `bit` with seq > after, oldest first, appended to `out`. `vouched` is the highest
+    // sequence number the read answers for: every row for this sink up to it is in `out` (or
+    // was at or below `after`). `complete` is true when nothing for this sink lies beyond it
+    // (the reader is caught up). Reader connection: one thread only.
+    struct read_result {
+        uint64_t vouched = 0;
+        bool complete = false;
+    };
+    read_result read(int bit, uint64_t after, size_t limit, size_t max_bytes,
+                     std::vector<stored_row>& out);
 
     // Ingest time of the oldest row for `bit` with seq > after, or -1 if there is none.
     int64_t oldest_ts(int bit, uint64_t after);

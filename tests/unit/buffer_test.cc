@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -41,9 +42,10 @@ TEST_F(buffer_test, rows_come_back_in_sequence_order_byte_exact) {
     EXPECT_EQ(add(b, "t/2", binary).seq, 2u);
     EXPECT_EQ(add(b, "t/3", "three").seq, 3u);
     std::vector<stored_row> rows;
-    uint64_t vouched = b.read(0, 0, 10, rows);
+    auto r = b.read(0, 0, 10, SIZE_MAX, rows);
     ASSERT_EQ(rows.size(), 3u);
-    EXPECT_EQ(vouched, 3u);
+    EXPECT_EQ(r.vouched, 3u);
+    EXPECT_TRUE(r.complete);
     EXPECT_EQ(rows[0].payload, "");
     EXPECT_EQ(rows[1].payload, binary);
     EXPECT_EQ(rows[2].topic, "t/3");
@@ -55,10 +57,28 @@ TEST_F(buffer_test, a_full_batch_vouches_only_for_what_it_returned) {
     buffer b(opts_);
     for (int i = 0; i < 5; ++i) add(b, "t", "x");
     std::vector<stored_row> rows;
-    EXPECT_EQ(b.read(0, 0, 2, rows), 2u);
+    auto r = b.read(0, 0, 2, SIZE_MAX, rows);
+    EXPECT_EQ(r.vouched, 2u);
+    EXPECT_FALSE(r.complete);
     rows.clear();
-    EXPECT_EQ(b.read(0, 2, 10, rows), 5u);
+    r = b.read(0, 2, 10, SIZE_MAX, rows);
+    EXPECT_EQ(r.vouched, 5u);
+    EXPECT_TRUE(r.complete);
     EXPECT_EQ(rows.size(), 3u);
+}
+
+TEST_F(buffer_test, a_byte_budget_cuts_a_batch_short_but_never_empty) {
+    buffer b(opts_);
+    for (int i = 0; i < 5; ++i) add(b, "t", std::string(999, 'x'));  // 1000 bytes a row
+    std::vector<stored_row> rows;
+    auto r = b.read(0, 0, 100, 2500, rows);
+    EXPECT_EQ(rows.size(), 3u);  // stops once the budget is reached
+    EXPECT_EQ(r.vouched, 3u);
+    EXPECT_FALSE(r.complete);
+    rows.clear();
+    r = b.read(0, 3, 100, 1, rows);
+    EXPECT_EQ(rows.size(), 1u);
+    EXPECT_FALSE(r.complete);
 }
 
 TEST_F(buffer_test, a_row_leaves_only_when_every_sink_acknowledged) {
@@ -75,7 +95,7 @@ TEST_F(buffer_test, a_row_leaves_only_when_every_sink_acknowledged) {
     EXPECT_EQ(b.for_sink(cloud).rows, 0);
     EXPECT_EQ(b.total().rows, 2);
     std::vector<stored_row> rows;
-    b.read(cloud, 0, 10, rows);
+    b.read(cloud, 0, 10, SIZE_MAX, rows);
     EXPECT_TRUE(rows.empty());
     b.ack(archive, 0, 2);
     EXPECT_EQ(b.total().rows, 0);
@@ -114,7 +134,7 @@ TEST_F(buffer_test, totals_are_exact_after_a_crash) {
     buffer b(opts_);
     int64_t rows = 0, bytes = 0;
     std::vector<stored_row> all;
-    b.read(0, 0, 100000, all);
+    b.read(0, 0, 100000, SIZE_MAX, all);
     for (const auto& r : all) {
         ++rows;
         bytes += static_cast<int64_t>(r.topic.size() + r.payload.size());
@@ -141,7 +161,7 @@ TEST_F(buffer_test, drop_oldest_keeps_the_newest_within_max_bytes) {
     }
     EXPECT_EQ(evicted, 20u);
     std::vector<stored_row> rows;
-    b.read(0, 0, 100, rows);
+    b.read(0, 0, 100, SIZE_MAX, rows);
     ASSERT_EQ(rows.size(), 10u);
     EXPECT_EQ(rows.front().seq, 21u);
     // The totals survive a reopen exactly.
@@ -157,7 +177,7 @@ TEST_F(buffer_test, drop_newest_keeps_the_oldest) {
         dropped += add(b, "t", "123456789").status == append_status::dropped_full;
     EXPECT_EQ(dropped, 20);
     std::vector<stored_row> rows;
-    b.read(0, 0, 100, rows);
+    b.read(0, 0, 100, SIZE_MAX, rows);
     ASSERT_EQ(rows.size(), 10u);
     EXPECT_EQ(rows.back().seq, 10u);
 }

@@ -43,13 +43,13 @@ TEST(sink_machine, drains_the_backlog_then_goes_live_in_order) {
     EXPECT_EQ(m.state(), sink_state::offline);
     m.on_connected();
     ASSERT_TRUE(m.wants_read());
-    m.on_read(rows(1, 4), 4);  // a full batch: still behind
+    m.on_read(rows(1, 4), 4, false);  // a full batch: still behind
     EXPECT_EQ(m.state(), sink_state::draining);
     EXPECT_EQ(send_all(m), (std::vector<uint64_t>{1, 2, 3}));  // window of 3
     EXPECT_TRUE(m.on_ack(1));
     EXPECT_EQ(send_all(m), (std::vector<uint64_t>{4}));
     ASSERT_TRUE(m.wants_read());
-    m.on_read(rows(5, 6), 7);  // short read: caught up through 7
+    m.on_read(rows(5, 6), 7, true);  // short read: caught up through 7
     EXPECT_EQ(m.state(), sink_state::online);
     m.on_live(row(6));  // already read from the buffer: skipped
     m.on_live(row(8));
@@ -62,7 +62,7 @@ TEST(sink_machine, drains_the_backlog_then_goes_live_in_order) {
 TEST(sink_machine, acks_advance_only_a_contiguous_prefix) {
     sink_machine m(small(), 1);
     m.on_connected();
-    m.on_read(rows(1, 3), 3);
+    m.on_read(rows(1, 3), 3, true);
     send_all(m);
     EXPECT_TRUE(m.on_ack(2));
     EXPECT_EQ(m.acked_through(), 0u);
@@ -75,7 +75,7 @@ TEST(sink_machine, acks_advance_only_a_contiguous_prefix) {
 TEST(sink_machine, a_disconnect_rewinds_to_the_oldest_unacknowledged_row) {
     sink_machine m(small(), 1);
     m.on_connected();
-    m.on_read(rows(1, 2), 2);
+    m.on_read(rows(1, 2), 2, true);
     send_all(m);
     m.on_ack(1);
     m.on_disconnected(sink_machine::clock::now());
@@ -84,14 +84,14 @@ TEST(sink_machine, a_disconnect_rewinds_to_the_oldest_unacknowledged_row) {
     m.on_live(row(3));  // offline: left in the buffer
     m.on_connected();
     EXPECT_EQ(m.read_after(), 1u);  // row 2 is read and sent again
-    m.on_read(rows(2, 3), 3);
+    m.on_read(rows(2, 3), 3, true);
     EXPECT_EQ(send_all(m), (std::vector<uint64_t>{2, 3}));
 }
 
 TEST(sink_machine, too_many_live_rows_fall_back_to_the_buffer) {
     sink_machine m(small(), 1);
     m.on_connected();
-    m.on_read({}, 0);
+    m.on_read({}, 0, true);
     for (uint64_t s = 1; s <= 20; ++s) m.on_live(row(s));
     EXPECT_EQ(m.state(), sink_state::draining);
     EXPECT_EQ(m.read_after(), 8u);  // everything after the cap is read back in order
@@ -116,11 +116,26 @@ TEST(sink_machine, backoff_grows_with_jitter_and_is_capped) {
     EXPECT_EQ(m.failures(), 0);
 }
 
+TEST(sink_machine, live_rows_stay_within_the_memory_cap) {
+    sink_limits l = small();
+    l.memory_cap = 25;  // two rows of "t" + 10 bytes
+    sink_machine m(l, 1);
+    m.on_connected();
+    m.on_read({}, 0, true);
+    auto big = [](uint64_t seq) { return stored_row{seq, 0, 1, "t", std::string(10, 'p')}; };
+    m.on_live(big(1));
+    m.on_live(big(2));
+    m.on_live(big(3));  // over the cap: read back from the buffer instead
+    EXPECT_EQ(m.state(), sink_state::draining);
+    EXPECT_EQ(m.read_after(), 2u);
+    EXPECT_EQ(m.read_budget(), 3u);
+}
+
 TEST(sink_machine, the_brokers_receive_maximum_caps_the_window) {
     sink_machine m(small(), 1);
     m.on_connected(2);
     EXPECT_EQ(m.window(), 2u);
-    m.on_read(rows(1, 3), 3);
+    m.on_read(rows(1, 3), 3, true);
     EXPECT_EQ(send_all(m).size(), 2u);
 }
 
