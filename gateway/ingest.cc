@@ -3,7 +3,7 @@
 
 #include <chrono>
 
-#include "gateway/mqtt_sink.h"
+#include "gateway/paho.h"
 
 namespace egw {
 namespace {
@@ -55,15 +55,7 @@ void ingest::connect() {
     opts.set_connect_timeout(connect_timeout);
     if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
     if (!cfg_.password.empty()) opts.set_password(cfg_.password);
-    if (cfg_.tls) {
-        mqtt::ssl_options ssl;
-        if (!cfg_.tls->ca_file.empty()) ssl.set_trust_store(cfg_.tls->ca_file);
-        if (!cfg_.tls->cert_file.empty()) ssl.set_key_store(cfg_.tls->cert_file);
-        if (!cfg_.tls->key_file.empty()) ssl.set_private_key(cfg_.tls->key_file);
-        ssl.set_enable_server_cert_auth(cfg_.tls->verify);
-        ssl.set_verify(cfg_.tls->verify);
-        opts.set_ssl(std::move(ssl));
-    }
+    if (cfg_.tls) opts.set_ssl(ssl_options_for(*cfg_.tls));
     conn_.connecting();
     try {
         cli_->connect(opts, nullptr, *this);

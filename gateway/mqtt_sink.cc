@@ -13,25 +13,6 @@ int64_t unix_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-}  // namespace
-
-std::string describe(const mqtt::token& tok) {
-    // Paho C++ does not pass on Paho C's failure text; -1 is its catch-all for the transport.
-    if (tok.get_return_code() == MQTTASYNC_FAILURE && tok.get_reason_code() < 0x80) {
-        return "connection failed (broker unreachable, refused, or TLS handshake failed)";
-    }
-    return mqtt::exception::printable_error(tok.get_return_code(), tok.get_reason_code());
-}
-
-const std::chrono::seconds connect_timeout{10};
-
-bool log_failure(int failures) {
-    // The first failures, then every 10th: a week offline must not fill the journal.
-    return failures <= 3 || failures % 10 == 0;
-}
-
-namespace {
-
 sink_limits limits_of(const sink_config& c) {
     sink_limits l;
     l.window = static_cast<size_t>(c.inflight);
@@ -92,17 +73,7 @@ void mqtt_sink::connect() {
     opts.set_will(mqtt::will_options(status_topic_, offline, 1, true));
     if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
     if (!cfg_.password.empty()) opts.set_password(cfg_.password);
-    if (cfg_.tls) {
-        mqtt::ssl_options ssl;
-        if (!cfg_.tls->ca_file.empty()) ssl.set_trust_store(cfg_.tls->ca_file);
-        if (!cfg_.tls->cert_file.empty()) ssl.set_key_store(cfg_.tls->cert_file);
-        if (!cfg_.tls->key_file.empty()) ssl.set_private_key(cfg_.tls->key_file);
-        ssl.set_enable_server_cert_auth(cfg_.tls->verify);
-        ssl.set_verify(cfg_.tls->verify);
-        // No ssl error handler: Paho C++ 1.2 hands Paho C a pointer to the ssl_options it was
-        // set on, which a copy of the connect options leaves dangling (it crashed here).
-        opts.set_ssl(std::move(ssl));
-    }
+    if (cfg_.tls) opts.set_ssl(ssl_options_for(*cfg_.tls));
     machine_.connecting();
     if (cli_->is_connected()) {
         // Paho still holds a connection we gave up on: close it and start clean.

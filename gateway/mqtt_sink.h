@@ -17,18 +17,12 @@
 #include "gateway/events.h"
 #include "gateway/log.h"
 #include "gateway/mailbox.h"
+#include "gateway/paho.h"
 #include "gateway/sink_machine.h"
 #include "gateway/topic.h"
 #include "storage/buffer.h"
 
 namespace egw {
-
-// How a failed Paho operation is told to the operator.
-std::string describe(const mqtt::token& tok);
-// Whether the n-th consecutive connect failure is worth a log line.
-bool log_failure(int failures);
-// How long Paho may take to establish a connection (TCP, TLS, CONNACK).
-extern const std::chrono::seconds connect_timeout;
 
 class mqtt_sink final : private mqtt::callback, private mqtt::iaction_listener {
 public:
