@@ -206,6 +206,12 @@ int gateway::run() {
         &tick_, [](uv_timer_t* t) { static_cast<gateway*>(t->data)->on_tick(); },
         tick_period.count(), tick_period.count());
 
+    // Acknowledgements are queued quietly (see mqtt_sink::on_success) and collected here: one
+    // wake-up per millisecond instead of one per message.
+    // It runs only while publishes are in flight, so an idle gateway stays asleep.
+    uv_timer_init(&loop_, &ack_timer_);
+    ack_timer_.data = this;
+
     std::signal(SIGPIPE, SIG_IGN);
     for (auto [sig, h] : {std::pair{SIGTERM, &sigterm_}, {SIGINT, &sigint_}, {SIGHUP, &sighup_}}) {
         uv_signal_init(&loop_, h);
@@ -229,7 +235,18 @@ int gateway::run() {
 void gateway::pump_all() {
     if (stopping_) return;
     ingest_->pump();
-    for (auto& [id, s] : sinks_) s->pump();
+    bool inflight = false;
+    for (auto& [id, s] : sinks_) {
+        s->pump();
+        inflight = inflight || s->machine().inflight() > 0;
+    }
+    const bool active = uv_is_active(reinterpret_cast<uv_handle_t*>(&ack_timer_));
+    if (inflight && !active) {
+        uv_timer_start(
+            &ack_timer_, [](uv_timer_t* t) { static_cast<gateway*>(t->data)->mb_->drain(); }, 1, 1);
+    } else if (!inflight && active) {
+        uv_timer_stop(&ack_timer_);
+    }
 }
 
 void gateway::on_events(std::vector<event>& batch) {
@@ -434,8 +451,10 @@ void gateway::shutdown() {
     sinks_.clear();
     retired_.clear();
     mb_->close();
-    uv_timer_stop(&tick_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick_), nullptr);
+    for (uv_timer_t* t : {&tick_, &ack_timer_}) {
+        uv_timer_stop(t);
+        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+    }
     for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
         uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
     }

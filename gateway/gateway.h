@@ -71,6 +71,7 @@ private:
     int next_sink_id_ = 1;
 
     uv_timer_t tick_{};
+    uv_timer_t ack_timer_{};
     uv_signal_t sigterm_{}, sigint_{}, sighup_{};
     uv_pipe_t control_{};
     bool control_open_ = false;

@@ -37,7 +37,16 @@ public:
         uv_async_send(async_);
     }
 
-    // Loop thread: processes whatever is queued now (used at shutdown).
+    // Any thread: queues without waking the loop; the item is handled with the next wake-up
+    // or drain(). For high-rate events whose handling can wait a moment (acknowledgements):
+    // waking the loop thread for each costs two context switches.
+    void post_quiet(T&& item) {
+        std::lock_guard lock(mu_);
+        if (!async_) return;
+        items_.push_back(std::move(item));
+    }
+
+    // Loop thread: processes whatever is queued now (a timer, and shutdown).
     void drain() {
         std::vector<T> batch;
         {

@@ -125,7 +125,8 @@ void mqtt_sink::connection_lost(const std::string& cause) {
 
 void mqtt_sink::on_success(const mqtt::token& tok) {
     auto seq = reinterpret_cast<uintptr_t>(tok.get_user_context());
-    mb_.post(sink_event{id_, sink_event::acked, seq, {}});
+    // Quiet: the loop's ack timer (gateway.cc) collects acknowledgements every millisecond.
+    mb_.post_quiet(sink_event{id_, sink_event::acked, seq, {}});
 }
 
 void mqtt_sink::on_failure(const mqtt::token& tok) {
