@@ -98,50 +98,50 @@ protected:
         poll_until([&] { return delivered_numbers().size() >= expect_at_least; }, 15s);
         return true;
     }
+
+    // A drop policy, a buffer far too small for the stream, the cloud down: every message is
+    // either kept or counted as dropped, the byte cap holds, and what was kept is delivered once
+    // the cloud returns. Returns the delivered sequence numbers.
+    std::vector<std::uint64_t> run_drop_policy(const char* policy) {
+        set_up(policy);
+        const auto max_bytes_seen = publish_and_sample();
+        EXPECT_LE(max_bytes_seen, k_max_bytes) << "buffer.bytes exceeded max_bytes";
+
+        const auto st = gateway_->wait_until(
+            [](const json& s) { return json_at(s, "counters/received") == k_count; }, 10s);
+        if (!st) {
+            ADD_FAILURE() << gateway_->last_status();
+            return {};
+        }
+        const auto rows = json_int(*st, "buffer/rows");
+        const auto dropped = json_int(*st, "counters/dropped/buffer_full");
+        std::cout << "[ info ] " << policy << ": rows kept " << rows << ", dropped " << dropped
+                  << "\n";
+        EXPECT_GE(rows, 1);
+        EXPECT_LE(rows, 20);
+        EXPECT_EQ(rows + dropped, k_count);
+
+        if (!restore_cloud_and_drain(static_cast<std::size_t>(rows))) {
+            ADD_FAILURE() << "the kept rows were not delivered";
+            return {};
+        }
+        auto got = delivered_numbers();
+        EXPECT_EQ(got.size(), static_cast<std::size_t>(rows));
+        return got;
+    }
 };
 
 TEST_F(buffer_full_test, DropOldestKeepsNewestRowsAndCountsDrops) {
-    set_up("drop-oldest");
-    const auto max_bytes_seen = publish_and_sample();
-    EXPECT_LE(max_bytes_seen, k_max_bytes) << "buffer.bytes exceeded max_bytes";
-
-    const auto st = gateway_->wait_until(
-        [](const json& s) { return json_at(s, "counters/received") == k_count; }, 10s);
-    ASSERT_TRUE(st) << gateway_->last_status();
-    const auto rows = json_int(*st, "buffer/rows");
-    const auto dropped = json_int(*st, "counters/dropped/buffer_full");
-    std::cout << "[ info ] drop-oldest: rows kept " << rows << ", dropped " << dropped << "\n";
-    EXPECT_GE(rows, 1);
-    EXPECT_LE(rows, 20);
-    EXPECT_EQ(rows + dropped, k_count);
-
-    ASSERT_TRUE(restore_cloud_and_drain(static_cast<std::size_t>(rows)));
-    const auto got = delivered_numbers();
-    ASSERT_EQ(got.size(), static_cast<std::size_t>(rows));
+    const auto got = run_drop_policy("drop-oldest");
+    const auto rows = static_cast<std::int64_t>(got.size());
     for (std::size_t i = 0; i < got.size(); ++i) {
-        EXPECT_EQ(got[i], k_count - rows + static_cast<std::int64_t>(i))
+        EXPECT_EQ(static_cast<std::int64_t>(got[i]), k_count - rows + static_cast<std::int64_t>(i))
             << "drop-oldest must keep the newest rows, in order";
     }
 }
 
 TEST_F(buffer_full_test, DropNewestKeepsOldestRowsAndCountsDrops) {
-    set_up("drop-newest");
-    const auto max_bytes_seen = publish_and_sample();
-    EXPECT_LE(max_bytes_seen, k_max_bytes) << "buffer.bytes exceeded max_bytes";
-
-    const auto st = gateway_->wait_until(
-        [](const json& s) { return json_at(s, "counters/received") == k_count; }, 10s);
-    ASSERT_TRUE(st) << gateway_->last_status();
-    const auto rows = json_int(*st, "buffer/rows");
-    const auto dropped = json_int(*st, "counters/dropped/buffer_full");
-    std::cout << "[ info ] drop-newest: rows kept " << rows << ", dropped " << dropped << "\n";
-    EXPECT_GE(rows, 1);
-    EXPECT_LE(rows, 20);
-    EXPECT_EQ(rows + dropped, k_count);
-
-    ASSERT_TRUE(restore_cloud_and_drain(static_cast<std::size_t>(rows)));
-    const auto got = delivered_numbers();
-    ASSERT_EQ(got.size(), static_cast<std::size_t>(rows));
+    const auto got = run_drop_policy("drop-newest");
     for (std::size_t i = 0; i < got.size(); ++i) {
         EXPECT_EQ(got[i], i) << "drop-newest must keep the oldest rows, in order";
     }
