@@ -31,7 +31,7 @@ LAT_RATE=${BENCH_LAT_RATE:-5000}        # (e) fixed publish rate, msg/s
 LAT_SECONDS=${BENCH_LAT_SECONDS:-10}    # (e) duration
 STARTUP=${BENCH_STARTUP:-0}             # (f) on/off
 STARTUP_ROWS=${BENCH_STARTUP_ROWS:-10000000}
-PARTS=${BENCH_PARTS:-"stream drain startup"}  # subset of: stream drain startup
+PARTS=${BENCH_PARTS:-"stream drain paho startup"}  # subset of: stream drain paho startup
 SYSTEMS_WANTED=${BENCH_SYSTEMS:-"bridge gateway"}  # subset of: bridge gateway
 KEEP=${BENCH_KEEP:-0}                   # 1: keep the temp dir (logs, configs, buffer.db)
 GATEWAY=${EGW_GATEWAY:-}                # prebuilt daemon; default: build it into $BUILD
@@ -44,6 +44,7 @@ die() { log "error: $*"; exit 1; }
 # generator alone, and the gateway columns stay empty.
 
 LOADGEN=""
+PAHO_BENCH=""
 build() {
     if [[ " $SYSTEMS_WANTED " != *" gateway "* ]]; then
         GATEWAY=""
@@ -52,6 +53,9 @@ build() {
         cmake --build "$BUILD" -j2 --target egw-loadgen edge-gateway >>"$BUILD/bench-build.log" 2>&1; then
         GATEWAY=$BUILD/gateway/edge-gateway
         LOADGEN=$BUILD/tests/bench/egw-loadgen
+        # The Paho baselines are optional: without the Paho C headers the rows stay empty.
+        cmake --build "$BUILD" -j2 --target egw-paho-bench >>"$BUILD/bench-build.log" 2>&1 &&
+            PAHO_BENCH=$BUILD/tests/bench/egw-paho-bench
         return
     fi
     [[ -n $GATEWAY || " $SYSTEMS_WANTED " != *" gateway "* ]] ||
@@ -545,6 +549,55 @@ startup_run() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# (a')(c'): the Paho C client alone, no gateway code: the ceilings for anything built on it.
+# The gateway's uplink and ingest are Paho, so these say how much of the gap to the bridge is
+# the client library's and how much is the gateway's own (the buffer, routing, the loop).
+
+paho_run() {
+    local d=$TMP/paho
+    mkdir -p "$d"
+    CLOUD_PORT=$(free_port) EDGE_PORT=$(free_port)
+    start_cloud "$d/cloud"
+    start_edge "$d/edge" plain
+
+    # (a') relay: edge -> Paho subscriber -> forwarding thread -> Paho publisher -> cloud.
+    "$PAHO_BENCH" relay --uri "tcp://127.0.0.1:$CLOUD_PORT" --edge-uri "tcp://127.0.0.1:$EDGE_PORT" \
+        --filter 'devices/#' --count $((2000 + N * REPEAT)) --window "$INFLIGHT" \
+        --mqtt-version "$MQTT_VERSION" --idle-ms 30000 >"$d/relay.out" 2>"$d/relay.err" &
+    local relay=$!
+    PIDS+=("$relay")
+    wait_log "$d/relay.out" "ready=1" 15
+    consumer "$d/warm.out" "gateways/bench/devices/#" 2000
+    publish "$d/warm.pub" 2000
+    wait_consumer
+    local rates=() i
+    for ((i = 1; i <= REPEAT; i++)); do
+        log "paho relay: stream of $N messages (run $i/$REPEAT)"
+        consumer "$d/relay.$i.out" "gateways/bench/devices/#" "$N"
+        publish "$d/relay.$i.pub" "$N"
+        wait_consumer
+        rates+=("$(calc "round($(kv "$d/relay.$i.out" unique)/(($(kv "$d/relay.$i.out" last_ns)-$(kv "$d/relay.$i.pub" start_ns))/1e9))")")
+        check_delivery "paho relay run $i" "$d/relay.$i.out" "$N"
+    done
+    R[relay]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n "$(((REPEAT + 1) / 2))p")
+    log "paho relay: ${R[relay]} msg/s end to end"
+    stop "$relay"
+
+    # (c') publisher: N messages as fast as the in-flight window allows.
+    log "paho publisher: $N messages"
+    consumer "$d/pub.out" "gateways/bench/devices/#" "$N"
+    "$PAHO_BENCH" publish --uri "tcp://127.0.0.1:$CLOUD_PORT" --count "$N" --size "$SIZE" \
+        --devices "$DEVICES" --window "$INFLIGHT" --mqtt-version "$MQTT_VERSION" \
+        >"$d/pub.pub" 2>"$d/pub.err" || die "paho publisher failed: $(cat "$d/pub.err")"
+    wait_consumer
+    R[pahopub]=$(calc "round($(kv "$d/pub.out" unique)/max(1e-9,($(kv "$d/pub.out" last_ns)-$(kv "$d/pub.out" first_ns))/1e9))")
+    check_delivery "paho publisher" "$d/pub.out" "$N"
+    log "paho publisher: ${R[pahopub]} msg/s"
+    stop "$EDGE_PID"
+    stop "$CLOUD_PID"
+}
+
+# ---------------------------------------------------------------------------------------------
 
 SYSTEMS=()
 [[ " $SYSTEMS_WANTED " == *" bridge "* ]] && SYSTEMS+=(bridge)
@@ -556,6 +609,9 @@ if [[ " $PARTS " == *" stream "* ]]; then
 fi
 if [[ " $PARTS " == *" drain "* ]]; then
     for s in "${SYSTEMS[@]}"; do drain_run "$s"; done
+fi
+if [[ -n $PAHO_BENCH && " $PARTS " == *" paho "* ]]; then
+    paho_run
 fi
 if [[ $STARTUP == 1 && -n $GATEWAY && " $PARTS " == *" startup "* ]]; then
     startup_run
@@ -593,6 +649,15 @@ row "(e) latency p50 at $LAT_RATE msg/s, ms" "$(ms p50.bridge)" "$(ms p50.gatewa
 row "    latency p99 at $LAT_RATE msg/s, ms" "$(ms p99.bridge)" "$(ms p99.gateway)" \
     "$(ratio "${R[p99.gateway]:-}" "${R[p99.bridge]:-}")" ""
 row "    latency max at $LAT_RATE msg/s, ms" "$(ms max.bridge)" "$(ms max.gateway)" "" ""
+if [[ -n ${R[relay]:-}${R[pahopub]:-} ]]; then
+    row "Paho C client alone (no gateway code):" "" "" "" ""
+    row "(a') Paho relay edge->cloud, no buffer" "$(v stream.bridge)" "$(v relay)" \
+        "$(ratio "${R[relay]:-}" "${R[stream.bridge]:-}")" "ceiling of (b): relay/bridge"
+    row "     gateway stream / Paho relay" "" "" "$(ratio "${R[stream.gateway]:-}" "${R[relay]:-}")" ""
+    row "(c') Paho publisher alone, msg/s" "$(v drain.bridge)" "$(v pahopub)" \
+        "$(ratio "${R[pahopub]:-}" "${R[drain.bridge]:-}")" "ceiling of (c): publisher/bridge"
+    row "     gateway drain / Paho publisher" "" "" "$(ratio "${R[drain.gateway]:-}" "${R[pahopub]:-}")" ""
+fi
 if [[ $STARTUP == 1 ]]; then
     row "(f) start-up with $(v startup_rows) rows: to ready, s" "" "$(v ready.gateway)" "" ""
     row "    start-up: to status answering, s" "" "$(v status.gateway)" "" ""
