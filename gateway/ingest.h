@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // The connection to the site's local broker: the only code that talks to it. Messages arrive
 // on Paho's receive thread and are committed to the buffer right there, before the callback
-// returns; only then does Paho read the next packet. Paho has already sent the QoS 1 PUBACK
-// for the message in hand (paho.mqtt.c issue 522), so a crash can lose at most that one
-// message, never the stream behind it. Connection management runs on the loop thread.
+// returns. Paho C (>= 1.3.10, the fix for paho.mqtt.c issue 522) sends the QoS 1 PUBACK only
+// after the callback returned, so the local broker lets go of a message only once it is in the
+// WAL, and a crash at any instant loses nothing accepted. Connection management runs on the
+// loop thread.
 #pragma once
 
 #include <mqtt/async_client.h>

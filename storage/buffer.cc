@@ -23,6 +23,10 @@ constexpr int64_t wal_restart_bytes = 64 << 20;
 // (and the checkpoint's fsync) close to the size of the row. Applies to new files only.
 constexpr int64_t page_size = 1024;
 
+// Rows per acknowledgement transaction: about 1 us of SQLite work each, so an ingest commit
+// waits at most about 150 us behind one.
+constexpr int64_t ack_chunk_rows = 128;
+
 bool is_corruption(const sqlite_error& e) {
     return e.code() == SQLITE_CORRUPT || e.code() == SQLITE_NOTADB;
 }
@@ -138,8 +142,8 @@ void buffer::open_files() {
     select_oldest_ = statement(db, "SELECT seq, sinks, size FROM messages ORDER BY seq LIMIT 256");
     delete_one_ = statement(db, "DELETE FROM messages WHERE seq = ?1");
     select_acked_ = statement(db,
-                              "SELECT sinks, size FROM messages WHERE seq > ?1 AND seq <= ?2 "
-                              "AND (sinks & ?3) != 0");
+                              "SELECT seq, sinks, size FROM messages WHERE seq > ?1 AND seq <= ?2 "
+                              "AND (sinks & ?3) != 0 ORDER BY seq LIMIT ?4");
     delete_acked_ =
         statement(db, "DELETE FROM messages WHERE seq > ?1 AND seq <= ?2 AND sinks = ?3");
     clear_acked_ = statement(db,
@@ -428,24 +432,34 @@ int64_t buffer::oldest_ts(int bit, uint64_t after) {
 }
 
 void buffer::ack(int bit, uint64_t after, uint64_t through) {
-    if (through <= after) return;
+    while (after < through) after = ack_chunk(bit, after, through);
+}
+
+// One transaction over the next ack_chunk_rows rows of the range; returns how far it got.
+// Ingest commits wait for the write lock meanwhile (holding Paho's global mutex, see
+// append()), so a chunk bounds that wait, however far the acknowledgements have run ahead.
+uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
     const auto mask = static_cast<int64_t>(bit_mask(bit));
     std::lock_guard lock(write_mu_);
     delta d;
     transaction t(writer_);
     select_acked_.bind(1, static_cast<int64_t>(after))
         .bind(2, static_cast<int64_t>(through))
-        .bind(3, mask);
+        .bind(3, mask)
+        .bind(4, ack_chunk_rows);
+    int64_t rows = 0;
+    uint64_t last = after;
     while (select_acked_.step()) {
-        auto sinks = static_cast<uint64_t>(select_acked_.int64(0));
-        d.remove(bit_mask(bit), sinks == bit_mask(bit), select_acked_.int64(1));
+        last = static_cast<uint64_t>(select_acked_.int64(0));
+        auto sinks = static_cast<uint64_t>(select_acked_.int64(1));
+        d.remove(bit_mask(bit), sinks == bit_mask(bit), select_acked_.int64(2));
+        ++rows;
     }
     select_acked_.reset();
-    if (d.empty) return;  // rolled back: nothing to do (evicted meanwhile)
+    if (d.empty) return through;  // rolled back: nothing left (evicted meanwhile)
+    const uint64_t end = rows < ack_chunk_rows ? through : last;
     for (statement* s : {&delete_acked_, &clear_acked_}) {
-        s->bind(1, static_cast<int64_t>(after))
-            .bind(2, static_cast<int64_t>(through))
-            .bind(3, mask);
+        s->bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(end)).bind(3, mask);
         s->step();
         s->reset();
     }
@@ -455,6 +469,7 @@ void buffer::ack(int bit, uint64_t after, uint64_t through) {
     apply(d);
     snapshot_seq_ = at;
     snapshot_stale_ = false;
+    return end;
 }
 
 void buffer::maintain() {

@@ -112,7 +112,8 @@ public:
     int64_t oldest_ts(int bit, uint64_t after);
 
     // Every row for sink `bit` with after < seq <= through was acknowledged: clear its bit and
-    // delete rows no sink still needs. Worker thread.
+    // delete rows no sink still needs, in transactions of a bounded number of rows so that
+    // ingest never waits long behind it. Worker thread.
     void ack(int bit, uint64_t after, uint64_t through);
 
     // Writes the totals snapshot if it is stale and checkpoints the WAL (the fsync). Worker.
@@ -131,6 +132,7 @@ private:
     void close_files();
     void load_totals();
     void apply(const delta& d);
+    uint64_t ack_chunk(int bit, uint64_t after, uint64_t through);
     void write_snapshot(const delta& d, uint64_t at_seq);
     bool evict_for(uint64_t size, delta& d, uint64_t& evicted);
 

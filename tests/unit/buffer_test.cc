@@ -102,6 +102,36 @@ TEST_F(buffer_test, a_row_leaves_only_when_every_sink_acknowledged) {
     EXPECT_EQ(b.total().bytes, 0);
 }
 
+
+// An acknowledgement far behind (a long drain, a slow worker) is committed in several
+// transactions; the outcome must be the same as one: exact totals, nothing else touched.
+TEST_F(buffer_test, a_long_acknowledged_range_clears_exactly_that_range) {
+    buffer b(opts_);
+    const int cloud = b.sink_bit("cloud"), archive = b.sink_bit("archive");
+    const uint64_t both = (1u << cloud) | (1u << archive);
+    for (int i = 0; i < 1000; ++i) add(b, "t", "payload", i % 3 == 0 ? 1u << archive : both);
+    const int64_t cloud_rows = b.for_sink(cloud).rows;
+    EXPECT_EQ(cloud_rows, 666);
+
+    b.ack(cloud, 0, 900);  // seq 1..900
+    int64_t left_for_cloud = 0;
+    for (int seq = 901; seq <= 1000; ++seq) left_for_cloud += (seq - 1) % 3 != 0;
+    EXPECT_EQ(b.for_sink(cloud).rows, left_for_cloud);
+    EXPECT_EQ(b.for_sink(cloud).bytes, left_for_cloud * 8);
+    EXPECT_EQ(b.for_sink(archive).rows, 1000);
+    EXPECT_EQ(b.total().rows, 1000);
+    std::vector<stored_row> rows;
+    b.read(cloud, 0, 1000, SIZE_MAX, rows);
+    ASSERT_EQ(rows.size(), static_cast<size_t>(left_for_cloud));
+    EXPECT_EQ(rows.front().seq, 902u);
+
+    b.ack(archive, 0, 1000);
+    EXPECT_EQ(b.total().rows, left_for_cloud);
+    b.ack(cloud, 900, 1000);
+    EXPECT_EQ(b.total().rows, 0);
+    EXPECT_EQ(b.total().bytes, 0);
+    EXPECT_EQ(b.for_sink(archive).rows, 0);
+}
 TEST_F(buffer_test, sequence_numbers_survive_restart_even_when_empty) {
     {
         buffer b(opts_);
