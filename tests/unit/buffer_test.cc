@@ -102,7 +102,6 @@ TEST_F(buffer_test, a_row_leaves_only_when_every_sink_acknowledged) {
     EXPECT_EQ(b.total().bytes, 0);
 }
 
-
 // An acknowledgement far behind (a long drain, a slow worker) is committed in several
 // transactions; the outcome must be the same as one: exact totals, nothing else touched.
 TEST_F(buffer_test, a_long_acknowledged_range_clears_exactly_that_range) {
