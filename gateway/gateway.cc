@@ -169,6 +169,9 @@ void gateway::apply_sinks_and_routes(const config& next) {
         sinks_.emplace(
             id, std::make_unique<mqtt_sink>(id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_));
     }
+    uint64_t in_use = 0;
+    for (const auto& [name, bit] : bits) in_use |= uint64_t{1} << bit;
+    buf_->set_sinks_in_use(in_use);  // before the table that uses new sinks, see buffer.h
     auto table = std::make_shared<route_table>();
     for (const route& r : next.routes) {
         uint64_t mask = 0;

@@ -174,6 +174,9 @@ bool ingest::counted(const storage::append_result& r, std::string_view topic) {
                 lg->warn("dropped a message on {}: larger than buffer.max_bytes", topic);
             }
             return true;
+        case storage::append_status::no_sink:
+            cnt_.dropped_no_route.fetch_add(1, std::memory_order_relaxed);
+            return true;
         case storage::append_status::full:
             return false;
         case storage::append_status::disk_full:

@@ -261,6 +261,11 @@ std::vector<std::pair<std::string, int>> buffer::sink_bits() {
     return out;
 }
 
+void buffer::set_sinks_in_use(uint64_t bits) {
+    std::lock_guard lock(write_mu_);
+    in_use_ = bits;
+}
+
 // Deletes the oldest rows until `size` more bytes fit. Runs inside the caller's transaction.
 bool buffer::evict_for(uint64_t size, delta& d, uint64_t& evicted) {
     auto over = [&] {
@@ -296,6 +301,11 @@ append_result buffer::append(std::string_view topic, std::string_view payload, u
         return r;
     }
     std::unique_lock lock(write_mu_);
+    sinks &= in_use_;
+    if (!sinks) {
+        r.status = append_status::no_sink;
+        return r;
+    }
     auto full = [&] { return static_cast<uint64_t>(all_.bytes.load()) + size > opts_.max_bytes; };
     if (full()) {
         if (opts_.policy == when_full::drop_newest) {

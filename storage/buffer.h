@@ -53,6 +53,7 @@ enum class append_status {
     dropped_full,  // drop-newest: the new message is not stored
     full,          // block: not stored; the caller holds the message and retries after acks
     too_large,     // larger than max_bytes on its own
+    no_sink,       // every sink it was routed to has been removed meanwhile (reload)
     disk_full,     // SQLITE_FULL: the message is dropped, delivery goes on and frees space
     failed,        // any other SQLite error (logged by the caller)
 };
@@ -88,6 +89,12 @@ public:
     int sink_bit(const std::string& name);
     // Every sink name the file has seen, with its bit.
     std::vector<std::pair<std::string, int>> sink_bits();
+
+    // The bits of the sinks configured now (all by default). append() strips any other bit, so
+    // that a message routed with the previous route table while a reload removes a sink cannot
+    // keep that sink's bit after its rows were released. Set it before installing a route
+    // table that uses new sinks, and before releasing the rows of removed ones.
+    void set_sinks_in_use(uint64_t bits);
 
     // Stores one message for the sinks in `sinks` and commits. ts_ms is the ingest time.
     // Never waits for space: with when_full=block it returns `full` at once, because the
@@ -154,7 +161,8 @@ private:
     std::atomic<uint64_t> last_seq_{0};
     uint64_t snapshot_seq_ = 0;  // rows at or below it are in the totals table (write_mu_)
     bool snapshot_stale_ = false;
-    uint64_t known_bits_ = 0;  // sinks that have a totals row (write_mu_)
+    uint64_t known_bits_ = 0;         // sinks that have a totals row (write_mu_)
+    uint64_t in_use_ = ~uint64_t{0};  // write_mu_
 };
 
 }  // namespace egw::storage

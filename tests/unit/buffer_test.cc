@@ -102,6 +102,25 @@ TEST_F(buffer_test, a_row_leaves_only_when_every_sink_acknowledged) {
     EXPECT_EQ(b.total().bytes, 0);
 }
 
+// A reload that removes a sink races with messages routed by the old route table: once the
+// sink is out of use, no new row may carry its bit (its rows are released only once).
+TEST_F(buffer_test, bits_of_sinks_out_of_use_are_stripped_on_append) {
+    buffer b(opts_);
+    const int cloud = b.sink_bit("cloud"), gone = b.sink_bit("gone");
+    b.set_sinks_in_use(uint64_t{1} << cloud);
+    auto r = add(b, "t", "both", (1u << cloud) | (1u << gone));
+    ASSERT_EQ(r.status, append_status::stored);
+    EXPECT_EQ(b.for_sink(cloud).rows, 1);
+    EXPECT_EQ(b.for_sink(gone).rows, 0);
+    std::vector<stored_row> rows;
+    b.read(cloud, 0, 10, SIZE_MAX, rows);
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows[0].sinks, uint64_t{1} << cloud);
+
+    EXPECT_EQ(add(b, "t", "only the removed one", 1u << gone).status, append_status::no_sink);
+    EXPECT_EQ(b.total().rows, 1);
+}
+
 // An acknowledgement far behind (a long drain, a slow worker) is committed in several
 // transactions; the outcome must be the same as one: exact totals, nothing else touched.
 TEST_F(buffer_test, a_long_acknowledged_range_clears_exactly_that_range) {
