@@ -44,6 +44,18 @@ struct buffer::delta {
     int64_t all_bytes = 0;
     bool empty = true;
 
+    void add(uint64_t sinks, int64_t size) {
+        for (int b = 0; b < max_sinks; ++b) {
+            if (sinks & bit_mask(b)) {
+                rows[b] += 1;
+                bytes[b] += size;
+            }
+        }
+        all_rows += 1;
+        all_bytes += size;
+        empty = false;
+    }
+
     void remove(uint64_t sinks_cleared, bool row_deleted, int64_t size) {
         for (int b = 0; b < max_sinks; ++b) {
             if (sinks_cleared & bit_mask(b)) {
@@ -294,74 +306,91 @@ bool buffer::evict_for(uint64_t size, delta& d, uint64_t& evicted) {
 
 append_result buffer::append(std::string_view topic, std::string_view payload, uint64_t sinks,
                              int64_t ts_ms, const stored_fn& on_stored) {
+    const incoming m{topic, payload, sinks, ts_ms};
+    std::vector<append_result> out;
+    batch_result b = append_batch({&m, 1}, on_stored, out);
+    if (b.handled == 1) return std::move(out.front());
     append_result r;
-    const uint64_t size = topic.size() + payload.size();
-    if (size > opts_.max_bytes) {
-        r.status = append_status::too_large;
-        return r;
-    }
+    r.status = b.stopped;
+    r.error = std::move(b.error);
+    return r;
+}
+
+buffer::batch_result buffer::append_batch(std::span<const incoming> in, const stored_fn& on_stored,
+                                          std::vector<append_result>& out) {
+    batch_result b;
+    const size_t first = out.size();
     std::unique_lock lock(write_mu_);
-    sinks &= in_use_;
-    if (!sinks) {
-        r.status = append_status::no_sink;
-        return r;
-    }
-    auto full = [&] { return static_cast<uint64_t>(all_.bytes.load()) + size > opts_.max_bytes; };
-    if (full()) {
-        if (opts_.policy == when_full::drop_newest) {
-            r.status = append_status::dropped_full;
-            return r;
-        }
-        if (opts_.policy == when_full::block) {
-            r.status = append_status::full;
-            return r;
-        }
-    }
-    delta d;
-    const uint64_t seq = last_seq_.load(std::memory_order_relaxed) + 1;
+    delta d;  // rows this transaction inserts and evicts
+    uint64_t seq = last_seq_.load(std::memory_order_relaxed);
+    uint64_t evicted = 0;
     try {
         transaction t(writer_);
-        if (full() && !evict_for(size, d, r.evicted)) {
-            r.status = append_status::failed;
-            r.error = "buffer accounting is inconsistent: nothing left to evict";
-            return r;
+        for (const incoming& m : in) {
+            append_result r;
+            const uint64_t size = m.topic.size() + m.payload.size();
+            const uint64_t sinks = m.sinks & in_use_;
+            const bool full =
+                static_cast<uint64_t>(all_.bytes.load() + d.all_bytes) + size > opts_.max_bytes;
+            if (size > opts_.max_bytes) {
+                r.status = append_status::too_large;
+            } else if (!sinks) {
+                r.status = append_status::no_sink;
+            } else if (full && opts_.policy == when_full::drop_newest) {
+                r.status = append_status::dropped_full;
+            } else if (full && opts_.policy == when_full::block) {
+                b.stopped = append_status::full;
+                break;
+            } else {
+                if (full && !evict_for(size, d, r.evicted)) {
+                    out.resize(first);
+                    b.handled = 0;
+                    b.stopped = append_status::failed;
+                    b.error = "buffer accounting is inconsistent: nothing left to evict";
+                    return b;  // rolled back
+                }
+                evicted += r.evicted;
+                ++seq;
+                insert_.bind(1, static_cast<int64_t>(seq))
+                    .bind(2, m.ts_ms)
+                    .bind(3, static_cast<int64_t>(sinks))
+                    .bind(4, static_cast<int64_t>(size))
+                    .bind(5, m.topic)
+                    .bind_blob(6, m.payload);
+                insert_.step();
+                insert_.reset();
+                d.add(sinks, static_cast<int64_t>(size));
+                r.status = append_status::stored;
+                r.seq = seq;
+            }
+            out.push_back(std::move(r));
+            ++b.handled;
         }
-        insert_.bind(1, static_cast<int64_t>(seq))
-            .bind(2, ts_ms)
-            .bind(3, static_cast<int64_t>(sinks))
-            .bind(4, static_cast<int64_t>(size))
-            .bind(5, topic)
-            .bind_blob(6, payload);
-        insert_.step();
-        insert_.reset();
+        if (d.empty) return b;  // nothing stored: rolled back, nothing to commit
         // Evicted rows may sit below the snapshot, so the snapshot moves in the same commit.
-        if (!d.empty) write_snapshot(d, seq - 1);
+        if (evicted) write_snapshot(d, seq);
         t.commit();
     } catch (const sqlite_error& e) {
-        r.status = e.code() == SQLITE_FULL ? append_status::disk_full : append_status::failed;
-        r.error = e.what();
-        return r;
+        out.resize(first);
+        b.handled = 0;
+        b.stopped = e.code() == SQLITE_FULL ? append_status::disk_full : append_status::failed;
+        b.error = e.what();
+        return b;
     }
-    if (!d.empty) {
-        apply(d);
-        snapshot_seq_ = seq - 1;
-    }
-    all_.rows += 1;
-    all_.bytes += static_cast<int64_t>(size);
-    for (int b = 0; b < max_sinks; ++b) {
-        if (sinks & bit_mask(b)) {
-            per_sink_[b].rows += 1;
-            per_sink_[b].bytes += static_cast<int64_t>(size);
-        }
-    }
+    apply(d);
+    if (evicted) snapshot_seq_ = seq;
     last_seq_.store(seq, std::memory_order_release);
     snapshot_stale_ = true;
-    r.status = append_status::stored;
-    r.seq = seq;
     if (on_stored) {
-        on_stored(stored_row{seq, ts_ms, sinks, std::string(topic), std::string(payload)});
+        for (size_t i = 0; i < b.handled; ++i) {
+            const append_result& r = out[first + i];
+            if (r.status != append_status::stored) continue;
+            const incoming& m = in[i];
+            on_stored(stored_row{r.seq, m.ts_ms, m.sinks & in_use_, std::string(m.topic),
+                                 std::string(m.payload)});
+        }
     }
-    return r;
+    return b;
 }
 
 void buffer::apply(const delta& d) {
@@ -398,7 +427,7 @@ void buffer::write_snapshot(const delta& d, uint64_t at_seq) {
         update_meta_.reset();
     };
     meta("snapshot_seq", at_seq);
-    meta("last_seq", last_seq_.load(std::memory_order_relaxed));
+    meta("last_seq", std::max(at_seq, last_seq_.load(std::memory_order_relaxed)));
 }
 
 buffer::read_result buffer::read(int bit, uint64_t after, size_t limit, size_t max_bytes,

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,12 @@ inline constexpr uint64_t unclean_seq_gap = 1'000'000;
 
 enum class when_full { drop_oldest, drop_newest, block };
 enum class sync_mode { normal, full };
+// When the ingest commits (read by the gateway, see docs/configuration.md buffer.commit).
+// each: one transaction per message on Paho's receive thread, before Paho acknowledges it to the
+// local broker: nothing acknowledged is ever lost. group: Paho's thread queues the message and a
+// writer thread commits whatever is queued in one transaction: faster, but a crash loses the
+// messages queued or in the transaction under way, which the local broker already let go.
+enum class commit_mode { each, group };
 
 struct buffer_options {
     std::string path;
@@ -38,6 +45,15 @@ struct buffer_options {
     // normal: a commit is a write() into the WAL (survives kill -9); the WAL is fsynced at each
     // checkpoint. full: every commit is fsynced (survives power loss at any instant).
     sync_mode sync = sync_mode::normal;
+    commit_mode commit = commit_mode::each;
+};
+
+// A message to store: the views must stay valid for the call.
+struct incoming {
+    std::string_view topic;
+    std::string_view payload;
+    uint64_t sinks = 0;
+    int64_t ts_ms = 0;
 };
 
 struct stored_row {
@@ -102,6 +118,19 @@ public:
     // acknowledgements, which are what frees space).
     append_result append(std::string_view topic, std::string_view payload, uint64_t sinks,
                          int64_t ts_ms, const stored_fn& on_stored);
+
+    // Stores messages in order in one transaction (group commit). `out` gets one result per
+    // message handled (stored, or dropped with a reason), in order; `handled` says how many
+    // that is. It stops before the first message that must wait (when_full=block and no room:
+    // `stopped` is full) and stores nothing on a SQLite error (`stopped` is disk_full or
+    // failed, with `error`). The messages from `handled` on must be retried later.
+    struct batch_result {
+        size_t handled = 0;
+        append_status stopped = append_status::stored;
+        std::string error;
+    };
+    batch_result append_batch(std::span<const incoming> in, const stored_fn& on_stored,
+                              std::vector<append_result>& out);
 
     // Up to `limit` rows (and about `max_bytes` of topic + payload, at least one row) for
     // sink `bit` with seq > after, oldest first, appended to `out`. `vouched` is the highest

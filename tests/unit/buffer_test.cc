@@ -121,6 +121,63 @@ TEST_F(buffer_test, bits_of_sinks_out_of_use_are_stripped_on_append) {
     EXPECT_EQ(b.total().rows, 1);
 }
 
+// Group commit: one transaction for many messages, with the same per-message outcomes as
+// append() and the rows seen by the loop in commit order.
+TEST_F(buffer_test, a_batch_stores_in_order_and_reports_each_message) {
+    opts_.max_bytes = 1000;
+    buffer b(opts_);
+    const std::string big(2000, 'x');
+    const std::vector<incoming> in{
+        {"t", "a", 1, 1}, {"t", big, 1, 2}, {"t", "b", 0, 3}, {"t", "c", 1, 4}};
+    std::vector<uint64_t> seen;
+    std::vector<append_result> out;
+    auto r = b.append_batch(
+        in, [&](stored_row&& row) { seen.push_back(row.seq); }, out);
+    EXPECT_EQ(r.handled, 4u);
+    EXPECT_EQ(r.stopped, append_status::stored);
+    ASSERT_EQ(out.size(), 4u);
+    EXPECT_EQ(out[0].status, append_status::stored);
+    EXPECT_EQ(out[1].status, append_status::too_large);
+    EXPECT_EQ(out[2].status, append_status::no_sink);
+    EXPECT_EQ(out[3].status, append_status::stored);
+    EXPECT_EQ(out[3].seq, out[0].seq + 1);
+    EXPECT_EQ(seen, (std::vector<uint64_t>{out[0].seq, out[3].seq}));
+    EXPECT_EQ(b.total().rows, 2);
+    EXPECT_EQ(b.total().bytes, 4);
+    EXPECT_EQ(b.last_seq(), out[3].seq);
+}
+
+TEST_F(buffer_test, a_batch_stops_where_block_has_no_room_and_drop_oldest_evicts_within_it) {
+    opts_.max_bytes = 50;
+    opts_.policy = when_full::block;
+    {
+        buffer b(opts_);
+        std::vector<incoming> in(8, incoming{"t", "123456789", 1, 0});  // 10 bytes each
+        std::vector<append_result> out;
+        auto r = b.append_batch(in, nullptr, out);
+        EXPECT_EQ(r.handled, 5u);
+        EXPECT_EQ(r.stopped, append_status::full);
+        EXPECT_EQ(b.total().bytes, 50);
+    }
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    opts_.policy = when_full::drop_oldest;
+    buffer b(opts_);
+    std::vector<incoming> in(8, incoming{"t", "123456789", 1, 0});
+    std::vector<append_result> out;
+    auto r = b.append_batch(in, nullptr, out);
+    EXPECT_EQ(r.handled, 8u);
+    uint64_t evicted = 0;
+    for (const auto& o : out) evicted += o.evicted;
+    EXPECT_EQ(evicted, 3u);
+    EXPECT_EQ(b.total().rows, 5);
+    EXPECT_EQ(b.total().bytes, 50);
+    std::vector<stored_row> rows;
+    b.read(0, 0, 10, SIZE_MAX, rows);
+    ASSERT_EQ(rows.size(), 5u);
+    EXPECT_EQ(rows.front().seq, 4u);
+}
+
 // An acknowledgement far behind (a long drain, a slow worker) is committed in several
 // transactions; the outcome must be the same as one: exact totals, nothing else touched.
 TEST_F(buffer_test, a_long_acknowledged_range_clears_exactly_that_range) {
