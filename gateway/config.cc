@@ -235,6 +235,8 @@ config build(const json& doc, std::vector<config_problem>& problems) {
                                                 : storage::when_full::drop_oldest;
         c.buffer.sync = b.value("synchronous", "normal") == "full" ? storage::sync_mode::full
                                                                    : storage::sync_mode::normal;
+        c.buffer.commit = b.value("commit", "each") == "group" ? storage::commit_mode::group
+                                                               : storage::commit_mode::each;
     }
     // The control socket lives in data_dir; sun_path holds 107 bytes and a terminating NUL.
     if (c.data_dir.size() + sizeof("/control.sock") > 108) {

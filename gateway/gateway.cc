@@ -125,7 +125,7 @@ gateway::gateway(config cfg, std::string config_path)
     uv_loop_init(&loop_);
     mb_ = std::make_unique<mailbox<event>>(&loop_, [this](std::vector<event>& b) { on_events(b); });
     apply_sinks_and_routes(cfg_);
-    ingest_ = std::make_unique<ingest>(cfg_.local, *buf_, router_, cnt_, *mb_);
+    ingest_ = std::make_unique<ingest>(cfg_.local, cfg_.buffer.commit, *buf_, router_, cnt_, *mb_);
 }
 
 gateway::~gateway() {
@@ -433,7 +433,7 @@ void gateway::shutdown() {
     // Order: stop taking messages (a blocked append gives up), let the cloud know, then make
     // every acknowledgement durable so a restart resends as little as possible.
     ingest_->stop(stop_budget);
-    if (ingest_->paused() && !ingest_->store_held()) {
+    if (ingest_->held() > 0 && !ingest_->store_held()) {
         lg->error("{} message(s) held for lack of space are lost at shutdown", ingest_->held());
     }
     // One budget for all sinks together, so that SIGTERM ends within 5 s whatever their number.
@@ -512,6 +512,7 @@ nlohmann::json gateway::status_json() {
           {"max_bytes", b.max_bytes},
           {"when_full", policy_name(b.policy)},
           {"synchronous", b.sync == storage::sync_mode::full ? "full" : "normal"},
+          {"commit", b.commit == storage::commit_mode::group ? "group" : "each"},
           {"last_seq", buf_->last_seq()},
           {"degraded", buf_->quarantined()},
           {"quarantined", buf_->quarantined() ? json(buf_->quarantined_path()) : json(nullptr)}}},

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/ingest.h"
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 
 #include "gateway/paho.h"
 
@@ -13,6 +15,11 @@ int64_t unix_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+// Group commit: at most this many messages per transaction, and at most this many queued before
+// Paho's thread waits for the writer (a bound on memory, and on what a crash can lose).
+constexpr size_t group_batch = 512;
+constexpr size_t group_queue_max = 4096;
+
 sink_limits reconnect_policy() {
     sink_limits l;
     l.backoff_initial = std::chrono::milliseconds(250);
@@ -22,8 +29,8 @@ sink_limits reconnect_policy() {
 
 }  // namespace
 
-ingest::ingest(local_config cfg, storage::buffer& buf, router& routes, counters& cnt,
-               mailbox<event>& mb)
+ingest::ingest(local_config cfg, storage::commit_mode commit, storage::buffer& buf, router& routes,
+               counters& cnt, mailbox<event>& mb)
     : cfg_(std::move(cfg)),
       buf_(buf),
       routes_(routes),
@@ -31,13 +38,16 @@ ingest::ingest(local_config cfg, storage::buffer& buf, router& routes, counters&
       mb_(mb),
       post_([this](storage::stored_row&& row) { mb_.post(std::move(row)); }),
       log_(log::get("ingest")),
-      conn_(reconnect_policy()) {
+      conn_(reconnect_policy()),
+      group_(commit == storage::commit_mode::group) {
     subscribe_listener_.self = this;
+    if (group_) writer_ = std::thread([this] { write_queued(); });
     cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, nullptr);
     cli_->set_callback(*this);
 }
 
 ingest::~ingest() {
+    stop_writer();
     try {
         if (cli_ && cli_->is_connected())
             cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
@@ -123,6 +133,10 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
             return;
         }
         const int64_t ts = unix_ms();
+        if (group_) {
+            queue(topic, body, sinks, ts);
+            return;
+        }
         {
             std::lock_guard lock(held_mu_);
             if (holding_) {
@@ -190,17 +204,86 @@ bool ingest::counted(const storage::append_result& r, std::string_view topic) {
     return false;
 }
 
-bool ingest::store_held() {
-    std::lock_guard lock(held_mu_);
-    while (!held_.empty()) {
-        const held_message& h = held_.front();
-        auto r = buf_.append(h.topic, h.payload, h.sinks, h.ts, post_);
-        if (r.status == storage::append_status::full) return false;  // quietly: still full
-        if (!counted(r, h.topic)) return false;
-        held_.pop_front();
+// Group commit, Paho's thread: hands the message to the writer. Waits only while the queue is
+// at its bound and the writer is storing (never while storing fails: then the sinks'
+// acknowledgements, which this thread carries, are what frees space).
+void ingest::queue(std::string_view topic, std::string_view body, uint64_t sinks, int64_t ts) {
+    std::unique_lock lock(held_mu_);
+    room_cv_.wait(lock, [&] { return held_.size() < group_queue_max || holding_ || stop_writer_; });
+    held_.push_back({std::string(topic), std::string(body), sinks, ts});
+    if (held_.size() == 1) queued_cv_.notify_one();
+}
+
+void ingest::write_queued() {
+    for (;;) {
+        {
+            std::unique_lock lock(held_mu_);
+            queued_cv_.wait(lock, [&] { return stop_writer_ || (!held_.empty() && !holding_); });
+            if (stop_writer_) return;
+        }
+        store_held();  // on failure it holds and pauses; the loop retries every 200 ms
     }
-    holding_ = false;
-    return true;
+}
+
+void ingest::stop_writer() {
+    if (!writer_.joinable()) return;
+    {
+        std::lock_guard lock(held_mu_);
+        stop_writer_ = true;
+    }
+    queued_cv_.notify_one();
+    room_cv_.notify_all();
+    writer_.join();
+}
+
+bool ingest::store_held() {
+    std::lock_guard store(store_mu_);
+    std::vector<held_message> batch;
+    std::vector<storage::incoming> in;
+    std::vector<storage::append_result> out;
+    for (;;) {
+        bool was_holding = false;
+        {
+            std::lock_guard lock(held_mu_);
+            if (held_.empty()) {
+                holding_ = false;
+                return true;
+            }
+            was_holding = holding_;
+            const size_t n = std::min(held_.size(), group_batch);
+            batch.assign(std::make_move_iterator(held_.begin()),
+                         std::make_move_iterator(held_.begin() + static_cast<ptrdiff_t>(n)));
+            held_.erase(held_.begin(), held_.begin() + static_cast<ptrdiff_t>(n));
+        }
+        room_cv_.notify_all();
+        in.clear();
+        out.clear();
+        for (const held_message& h : batch) in.push_back({h.topic, h.payload, h.sinks, h.ts});
+        auto r = buf_.append_batch(in, post_, out);
+        for (size_t i = 0; i < r.handled; ++i) counted(out[i], batch[i].topic);
+        if (r.handled == batch.size()) continue;
+
+        // Put the rest back in front, in order, and hold. A block policy that is still full is
+        // not news; anything else is counted and logged (throttled) by counted().
+        const std::string topic = batch[r.handled].topic;
+        {
+            std::lock_guard lock(held_mu_);
+            held_.insert(held_.begin(),
+                         std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(r.handled)),
+                         std::make_move_iterator(batch.end()));
+            holding_ = true;
+        }
+        storage::append_result failure;
+        failure.status = r.stopped;
+        failure.error = r.error;
+        if (r.stopped != storage::append_status::full) counted(failure, topic);
+        if (!was_holding) {
+            mb_.post(ingest_event{ingest_event::pause, r.stopped == storage::append_status::full
+                                                           ? "buffer full (when_full block)"
+                                                           : r.error});
+        }
+        return false;
+    }
 }
 
 size_t ingest::held() const {
@@ -286,6 +369,7 @@ void ingest::stop(std::chrono::milliseconds budget) {
     } catch (const mqtt::exception& e) {
         log::get("ingest")->warn("disconnect: {}", e.what());
     }
+    stop_writer();
 }
 
 nlohmann::json ingest::status() const {

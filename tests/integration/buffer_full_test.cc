@@ -25,13 +25,14 @@ constexpr int k_count = 100;
 class buffer_full_test : public gateway_test {
 protected:
     // Brokers up, subscriber's persistent session registered, then cloud down and gateway up.
-    void set_up(const std::string& policy) {
+    void set_up(const std::string& policy, const std::string& commit = "each") {
         start_brokers();
         connect_cloud_subscriber({std::string("gateways/") + k_gateway_id + "/devices/#"});
         cloud_->stop();
         json cfg = base_config();
         cfg["buffer"]["max_bytes"] = k_max_bytes;
         cfg["buffer"]["when_full"] = policy;
+        cfg["buffer"]["commit"] = commit;
         start_gateway(cfg);
         connect_device();
     }
@@ -129,6 +130,32 @@ protected:
         EXPECT_EQ(got.size(), static_cast<std::size_t>(rows));
         return got;
     }
+
+    // when_full=block: nothing dropped, order kept, the cap holds; with either commit mode
+    // (group commit holds the rest of its batch and the queue behind it).
+    void run_block(const std::string& commit) {
+        set_up("block", commit);
+        const auto max_bytes_seen = publish_and_sample();
+        EXPECT_LE(max_bytes_seen, k_max_bytes) << "buffer.bytes exceeded max_bytes";
+
+        ASSERT_TRUE(restore_cloud_and_drain(k_count));
+        // The local broker held what the gateway did not accept; once the buffer drains, the
+        // rest flows through.
+        poll_until([&] { return delivered_numbers().size() >= static_cast<std::size_t>(k_count); },
+                   30s);
+        const auto all = delivered_numbers();
+        EXPECT_EQ(all.size(), static_cast<std::size_t>(k_count)) << "block must not lose messages";
+        for (std::size_t i = 0; i < all.size(); ++i) {
+            EXPECT_EQ(all[i], i) << "block must keep order";
+            if (all[i] != i) {
+                break;
+            }
+        }
+        const auto st = gateway_->status_json();
+        ASSERT_TRUE(st);
+        EXPECT_EQ(json_at(*st, "counters/dropped/buffer_full"), 0) << st->dump();
+        EXPECT_LE(json_int(*st, "buffer/bytes"), k_max_bytes);
+    }
 };
 
 TEST_F(buffer_full_test, DropOldestKeepsNewestRowsAndCountsDrops) {
@@ -147,29 +174,9 @@ TEST_F(buffer_full_test, DropNewestKeepsOldestRowsAndCountsDrops) {
     }
 }
 
-TEST_F(buffer_full_test, BlockDropsNothingAndDeliversAllAfterCloudReturns) {
-    set_up("block");
-    const auto max_bytes_seen = publish_and_sample();
-    EXPECT_LE(max_bytes_seen, k_max_bytes) << "buffer.bytes exceeded max_bytes";
+TEST_F(buffer_full_test, BlockDropsNothingAndDeliversAllAfterCloudReturns) { run_block("each"); }
 
-    ASSERT_TRUE(restore_cloud_and_drain(k_count));
-    // The local broker held what the gateway did not accept; once the buffer drains, the rest
-    // flows through.
-    poll_until([&] { return delivered_numbers().size() >= static_cast<std::size_t>(k_count); },
-               30s);
-    const auto all = delivered_numbers();
-    EXPECT_EQ(all.size(), static_cast<std::size_t>(k_count)) << "block must not lose messages";
-    for (std::size_t i = 0; i < all.size(); ++i) {
-        EXPECT_EQ(all[i], i) << "block must keep order";
-        if (all[i] != i) {
-            break;
-        }
-    }
-    const auto st = gateway_->status_json();
-    ASSERT_TRUE(st);
-    EXPECT_EQ(json_at(*st, "counters/dropped/buffer_full"), 0) << st->dump();
-    EXPECT_LE(json_int(*st, "buffer/bytes"), k_max_bytes);
-}
+TEST_F(buffer_full_test, BlockWithGroupCommitDropsNothingAndKeepsOrder) { run_block("group"); }
 
 }  // namespace
 }  // namespace egw::test
