@@ -32,9 +32,10 @@ LAT_SECONDS=${BENCH_LAT_SECONDS:-10}    # (e) duration
 STARTUP=${BENCH_STARTUP:-0}             # (f) on/off
 STARTUP_ROWS=${BENCH_STARTUP_ROWS:-10000000}
 PARTS=${BENCH_PARTS:-"stream drain paho startup"}  # subset of: stream drain paho startup
-SYSTEMS_WANTED=${BENCH_SYSTEMS:-"bridge gateway"}  # subset of: bridge gateway
+SYSTEMS_WANTED=${BENCH_SYSTEMS:-"bridge gateway group"}  # subset of: bridge gateway group
 KEEP=${BENCH_KEEP:-0}                   # 1: keep the temp dir (logs, configs, buffer.db)
 GATEWAY=${EGW_GATEWAY:-}                # prebuilt daemon; default: build it into $BUILD
+COMMIT=each                             # buffer.commit of the gateway being measured
 
 log() { printf '%(%H:%M:%S)T %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -267,7 +268,7 @@ write_gateway_config() {  # dir
       "backoff": { "initial_ms": 200, "max_ms": 1000 }
     }
   },
-  "buffer": { "max_bytes": 68719476736, "when_full": "drop-oldest", "synchronous": "normal" }
+  "buffer": { "max_bytes": 68719476736, "when_full": "drop-oldest", "synchronous": "normal", "commit": "$COMMIT" }
 }
 EOF
 }
@@ -389,12 +390,14 @@ stream_run() {  # system (bridge|gateway)
     CLOUD_PORT=$(free_port) EDGE_PORT=$(free_port)
     start_cloud "$d/cloud"
     local filter=$BRIDGE_FILTER
-    [[ $sys == gateway ]] && filter=$GW_FILTER
+    [[ $sys != bridge ]] && filter=$GW_FILTER
     if [[ $sys == bridge ]]; then
         start_edge "$d/edge" bridge
         wait_log "$d/cloud/cloud.log" "as edge-bridge" 15
     else
         start_edge "$d/edge" plain
+        COMMIT=each
+        [[ $sys == group ]] && COMMIT=group
         write_gateway_config "$d"
         start_gateway "$d"
         wait_gateway_ready "$d"
@@ -407,13 +410,13 @@ stream_run() {  # system (bridge|gateway)
 
     # (a)/(b): N messages at full speed, end to end, REPEAT times; the median run counts.
     local worker=$EDGE_PID
-    [[ $sys == gateway ]] && worker=$GW_PID
+    [[ $sys != bridge ]] && worker=$GW_PID
     local rates=() i
     for ((i = 1; i <= REPEAT; i++)); do
         log "$sys: stream of $N messages (run $i/$REPEAT)"
         local cpu_e0 cpu_c0 cpu_w0 t0 t1 secs rate
         cpu_e0=$(cpu_s "$EDGE_PID") cpu_c0=$(cpu_s "$CLOUD_PID") cpu_w0=$(cpu_s "$worker")
-        [[ $sys == gateway ]] && thread_cpu "$GW_PID" >"$d/threads.$i.0"
+        [[ $sys != bridge ]] && thread_cpu "$GW_PID" >"$d/threads.$i.0"
         consumer "$d/stream.$i.out" "$filter" "$N"
         publish "$d/stream.$i.pub" "$N"
         wait_consumer
@@ -426,7 +429,7 @@ stream_run() {  # system (bridge|gateway)
         # Keep the details of the run that turns out to be the median.
         RUN[$sys.$rate]="$(kv "$d/stream.$i.pub" rate)|$(kv "$d/stream.$i.out" lat_p50_us)/$(kv "$d/stream.$i.out" lat_p99_us)"
         RUN[$sys.$rate]+="|$(calc "f'edge {$(cpu_s "$EDGE_PID")-$cpu_e0:.1f}s cloud {$(cpu_s "$CLOUD_PID")-$cpu_c0:.1f}s'")"
-        if [[ $sys == gateway ]]; then
+        if [[ $sys != bridge ]]; then
             RUN[$sys.$rate]+=$(calc "f' gateway {$(cpu_s "$GW_PID")-$cpu_w0:.1f}s'")
             thread_cpu "$GW_PID" >"$d/threads.$i.1"
             RUN[$sys.$rate]+="|$(thread_cpu_diff "$d/threads.$i.0" "$d/threads.$i.1" "$secs")"
@@ -439,7 +442,7 @@ stream_run() {  # system (bridge|gateway)
     R[stream.$sys]=$median
     R[streamall.$sys]=$(echo $sorted | tr ' ' '/')
     IFS='|' read -r "R[pubrate.$sys]" "R[streamlat.$sys]" "R[cpu.$sys]" "R[threads.$sys]" _ <<<"${RUN[$sys.$median]}"
-    [[ $sys == gateway ]] || R[threads.$sys]=""
+    [[ $sys != bridge ]] || R[threads.$sys]=""
 
     latency_runs "$sys" "$d" "$filter"
 
@@ -615,14 +618,16 @@ paho_run() {
 
 SYSTEMS=()
 [[ " $SYSTEMS_WANTED " == *" bridge "* ]] && SYSTEMS+=(bridge)
-[[ -n $GATEWAY ]] && SYSTEMS+=(gateway)
+[[ -n $GATEWAY && " $SYSTEMS_WANTED " == *" gateway "* ]] && SYSTEMS+=(gateway)
+# group: the gateway with buffer.commit "group" (stream and latency only; a drain reads the same)
+[[ -n $GATEWAY && " $SYSTEMS_WANTED " == *" group "* ]] && SYSTEMS+=(group)
 log "loadgen $LOADGEN; gateway ${GATEWAY:-(none)}; temp $TMP"
 log "sizes: stream $N, backlog $BACKLOG, ${SIZE} B, QoS 1, $DEVICES devices, inflight $INFLIGHT, MQTT $MQTT_VERSION uplink"
 if [[ " $PARTS " == *" stream "* ]]; then
     for s in "${SYSTEMS[@]}"; do stream_run "$s"; done
 fi
 if [[ " $PARTS " == *" drain "* ]]; then
-    for s in "${SYSTEMS[@]}"; do drain_run "$s"; done
+    for s in "${SYSTEMS[@]}"; do [[ $s == group ]] || drain_run "$s"; done
 fi
 if [[ -n $PAHO_BENCH && " $PARTS " == *" paho "* ]]; then
     paho_run
@@ -664,6 +669,15 @@ row "    latency p99 at $LAT_RATE msg/s, ms" "$(ms p99.bridge)" "$(ms p99.gatewa
     "$(ratio "${R[p99.gateway]:-}" "${R[p99.bridge]:-}")" ""
 row "    latency p99 of each run, ms" "$(v p99all.bridge)" "$(v p99all.gateway)" "" ""
 row "    latency max at $LAT_RATE msg/s, ms" "$(ms max.bridge)" "$(ms max.gateway)" "" ""
+if [[ -n ${R[stream.group]:-} ]]; then
+    row "buffer.commit group (opt-in, see docs):" "" "" "" ""
+    row "(b) stream end to end, msg/s" "$(v stream.bridge)" "$(v stream.group)" \
+        "$(ratio "${R[stream.group]:-}" "${R[stream.bridge]:-}")" "gateway/bridge >= 1.0"
+    row "    all runs, msg/s" "" "$(v streamall.group)" "" ""
+    row "(e) latency p50/p99 at $LAT_RATE msg/s, ms" "$(ms p50.bridge)/$(ms p99.bridge)" \
+        "$(ms p50.group)/$(ms p99.group)" "" ""
+    row "    latency p99 of each run, ms" "" "$(v p99all.group)" "" ""
+fi
 if [[ -n ${R[relay]:-}${R[pahopub]:-} ]]; then
     row "Paho C client alone (no gateway code):" "" "" "" ""
     row "(a') Paho relay edge->cloud, no buffer" "$(v stream.bridge)" "$(v relay)" \
@@ -682,7 +696,7 @@ if [[ $STARTUP == 1 ]]; then
     row "    buffer.db size, MiB" "" "$(v startup_db)" "" ""
 fi
 echo
-echo "CPU during the median stream run: bridge setup: $(v cpu.bridge); gateway setup: $(v cpu.gateway)"
+echo "CPU during the median stream run: bridge setup: $(v cpu.bridge); gateway setup: $(v cpu.gateway); group commit: $(v cpu.group)"
 [[ -n ${R[threads.gateway]:-} ]] && echo "gateway threads (CPU % of the stream's wall time): ${R[threads.gateway]}"
 echo
 echo "delivery checks:"
