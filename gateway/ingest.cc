@@ -221,7 +221,13 @@ void ingest::write_queued() {
             queued_cv_.wait(lock, [&] { return stop_writer_ || (!held_.empty() && !holding_); });
             if (stop_writer_) return;
         }
-        store_held();  // on failure it holds and pauses; the loop retries every 200 ms
+        try {
+            store_held();  // on failure it holds and pauses; the loop retries every 200 ms
+        } catch (const std::exception& e) {
+            // Not SQLite (append_batch reports those): out of memory and the like.
+            cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+            if (error_log_.allow()) log_->error("group commit failed: {}", e.what());
+        }
     }
 }
 
