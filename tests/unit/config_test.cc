@@ -56,6 +56,16 @@ TEST(config, accepts_the_documented_keys) {
     EXPECT_EQ(c.buffer.max_bytes, 1073741824u);
     EXPECT_EQ(c.buffer.policy, storage::when_full::drop_oldest);
     EXPECT_EQ(c.buffer.path, "/var/lib/edge-gateway/buffer.db");
+    EXPECT_EQ(c.buffer.commit, storage::commit_mode::each);  // the default closes the window
+}
+
+TEST(config, buffer_commit_is_each_or_group) {
+    std::string text = issue_config;
+    text.replace(text.find("\"drop-oldest\""), 13, "\"drop-oldest\", \"commit\": \"group\"");
+    EXPECT_EQ(parse_config(text, "test.json").buffer.commit, storage::commit_mode::group);
+    text = issue_config;
+    text.replace(text.find("\"drop-oldest\""), 13, "\"drop-oldest\", \"commit\": \"batched\"");
+    EXPECT_TRUE(has(problems_of(text), "buffer.commit"));
 }
 
 TEST(config, unknown_keys_are_errors_with_their_path) {
