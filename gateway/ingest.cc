@@ -41,9 +41,10 @@ ingest::ingest(local_config cfg, storage::commit_mode commit, storage::buffer& b
       conn_(reconnect_policy()),
       group_(commit == storage::commit_mode::group) {
     subscribe_listener_.self = this;
-    if (group_) writer_ = std::thread([this] { write_queued(); });
     cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, nullptr);
     cli_->set_callback(*this);
+    // Last: nothing after it may throw, or the joinable thread would end the process.
+    if (group_) writer_ = std::thread([this] { write_queued(); });
 }
 
 ingest::~ingest() {
@@ -265,20 +266,21 @@ bool ingest::store_held() {
         in.clear();
         out.clear();
         for (const held_message& h : batch) in.push_back({h.topic, h.payload, h.sinks, h.ts});
-        auto r = buf_.append_batch(in, post_, out);
+        storage::buffer::batch_result r;
+        try {
+            r = buf_.append_batch(in, post_, out);
+        } catch (...) {
+            // Not SQLite (append_batch reports those): keep the batch, then let the caller know.
+            hold_again(batch, 0);
+            throw;
+        }
         for (size_t i = 0; i < r.handled; ++i) counted(out[i], batch[i].topic);
         if (r.handled == batch.size()) continue;
 
         // Put the rest back in front, in order, and hold. A block policy that is still full is
         // not news; anything else is counted and logged (throttled) by counted().
         const std::string topic = batch[r.handled].topic;
-        {
-            std::lock_guard lock(held_mu_);
-            held_.insert(held_.begin(),
-                         std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(r.handled)),
-                         std::make_move_iterator(batch.end()));
-            holding_ = true;
-        }
+        hold_again(batch, r.handled);
         storage::append_result failure;
         failure.status = r.stopped;
         failure.error = r.error;
@@ -290,6 +292,20 @@ bool ingest::store_held() {
         }
         return false;
     }
+}
+
+// Puts batch[from...] back in front of the held messages, in order, and marks storing as
+// failed. Paho's thread may be waiting for room: holding lets it queue again (it must never wait
+// while storing fails, see queue()).
+void ingest::hold_again(std::vector<held_message>& batch, size_t from) {
+    {
+        std::lock_guard lock(held_mu_);
+        held_.insert(held_.begin(),
+                     std::make_move_iterator(batch.begin() + static_cast<ptrdiff_t>(from)),
+                     std::make_move_iterator(batch.end()));
+        holding_ = true;
+    }
+    room_cv_.notify_all();
 }
 
 size_t ingest::held() const {

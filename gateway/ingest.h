@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -79,6 +80,7 @@ private:
         uint64_t sinks;
         int64_t ts;
     };
+    void hold_again(std::vector<held_message>& batch, size_t from);
 
     local_config cfg_;
     storage::buffer& buf_;
