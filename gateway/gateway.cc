@@ -238,6 +238,10 @@ int gateway::run() {
 void gateway::pump_all() {
     if (stopping_) return;
     ingest_->pump();
+    // Before the sinks pump: a sink that just connected reads the buffer in its pump().
+    bool connected = false;
+    for (auto& [id, s] : sinks_) connected = connected || s->machine().connected();
+    ingest_->set_live_wanted(connected);
     bool inflight = false;
     for (auto& [id, s] : sinks_) {
         s->pump();

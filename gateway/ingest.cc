@@ -36,7 +36,7 @@ ingest::ingest(local_config cfg, storage::commit_mode commit, storage::buffer& b
       routes_(routes),
       cnt_(cnt),
       mb_(mb),
-      post_([this](storage::stored_row&& row) { mb_.post(std::move(row)); }),
+      post_([this](uint64_t seq, const storage::incoming& row) { post_live(seq, row); }),
       log_(log::get("ingest")),
       conn_(reconnect_policy()),
       group_(commit == storage::commit_mode::group) {
@@ -203,6 +203,22 @@ bool ingest::counted(const storage::append_result& r, std::string_view topic) {
             return false;
     }
     return false;
+}
+
+// Right after a commit (ingest or writer thread, buffer's write lock held). While no sink is
+// connected nobody takes live rows, so an outage costs no copy and no loop wake-up per message.
+// Why skipping is safe: a sink reads the buffer only after set_live_wanted(true), and the
+// fences make sure that either that read sees this commit or this load sees the flag.
+void ingest::post_live(uint64_t seq, const storage::incoming& row) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!live_wanted_.load(std::memory_order_relaxed)) return;
+    mb_.post(storage::stored_row{seq, row.ts_ms, row.sinks, std::string(row.topic),
+                                 std::string(row.payload)});
+}
+
+void ingest::set_live_wanted(bool wanted) {
+    live_wanted_.store(wanted, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 // Group commit, Paho's thread: hands the message to the writer. Waits only while the queue is

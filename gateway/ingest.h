@@ -11,6 +11,7 @@
 
 #include <mqtt/async_client.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <memory>
@@ -61,6 +62,10 @@ public:
     // Loop thread, after store_held() succeeded: reconnects the local session.
     void resume();
 
+    // Loop thread: whether any sink is connected and so may take live rows. Must be set before
+    // such a sink first reads the buffer (see post_live()).
+    void set_live_wanted(bool wanted);
+
 private:
     // Paho threads.
     void message_arrived(mqtt::const_message_ptr msg) override;
@@ -81,6 +86,7 @@ private:
         int64_t ts;
     };
     void hold_again(std::vector<held_message>& batch, size_t from);
+    void post_live(uint64_t seq, const storage::incoming& row);
 
     local_config cfg_;
     storage::buffer& buf_;
@@ -104,6 +110,7 @@ private:
     bool holding_ = false;               // held_mu_: storing failed, paused
     bool stop_writer_ = false;           // held_mu_
     std::thread writer_;
+    std::atomic<bool> live_wanted_{true};
     std::string last_error_;
     log::throttle too_large_log_, no_route_log_, full_log_, error_log_, pause_log_;
 

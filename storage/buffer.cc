@@ -386,8 +386,7 @@ buffer::batch_result buffer::append_batch(std::span<const incoming> in, const st
             const append_result& r = out[first + i];
             if (r.status != append_status::stored) continue;
             const incoming& m = in[i];
-            on_stored(stored_row{r.seq, m.ts_ms, m.sinks & in_use_, std::string(m.topic),
-                                 std::string(m.payload)});
+            on_stored(r.seq, incoming{m.topic, m.payload, m.sinks & in_use_, m.ts_ms});
         }
     }
     return b;

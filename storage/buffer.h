@@ -88,9 +88,10 @@ struct tally {
 
 class buffer {
 public:
-    // Called with the write lock held, right after the commit, in sequence order. The loop
-    // uses it to see live rows in exactly the order they were committed.
-    using stored_fn = std::function<void(stored_row&&)>;
+    // Called with the write lock held, right after the commit, in sequence order, with the row
+    // as stored (its sinks stripped of those out of use); the views are valid for the call.
+    // The loop uses it to see live rows in exactly the order they were committed.
+    using stored_fn = std::function<void(uint64_t seq, const incoming& row)>;
 
     // Opens or creates the file, migrates it and loads the totals. A file SQLite reports as
     // corrupt (or not a database) is renamed to PATH.corrupt-<unix time> and a fresh buffer

@@ -132,7 +132,7 @@ TEST_F(buffer_test, a_batch_stores_in_order_and_reports_each_message) {
     std::vector<uint64_t> seen;
     std::vector<append_result> out;
     auto r = b.append_batch(
-        in, [&](stored_row&& row) { seen.push_back(row.seq); }, out);
+        in, [&](uint64_t seq, const incoming&) { seen.push_back(seq); }, out);
     EXPECT_EQ(r.handled, 4u);
     EXPECT_EQ(r.stopped, append_status::stored);
     ASSERT_EQ(out.size(), 4u);
@@ -340,7 +340,7 @@ TEST_F(buffer_test, stored_callback_sees_rows_in_commit_order) {
     buffer b(opts_);
     std::vector<uint64_t> seen;
     for (int i = 0; i < 5; ++i) {
-        b.append("t", "x", 1, 0, [&](stored_row&& r) { seen.push_back(r.seq); });
+        b.append("t", "x", 1, 0, [&](uint64_t seq, const incoming&) { seen.push_back(seq); });
     }
     EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
 }
