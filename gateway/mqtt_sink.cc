@@ -37,21 +37,36 @@ mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int
       mb_(mb),
       topic_(cfg_.topic, gateway_id),
       machine_(limits_of(cfg_)) {
-    connect_listener_.self = this;
-    // Paho counts every publish not yet written to the socket against max_buffered_messages
-    // (default 100), connected or not; the sink's window is the real limit.
-    mqtt::create_options copts(cfg_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1,
-                               std::max(1000, 2 * cfg_.inflight));
-    cli_ = std::make_unique<mqtt::async_client>(cfg_.uri, cfg_.client_id, copts, nullptr);
-    cli_->set_callback(*this);
+    link_ = std::make_unique<link>(*this, ++generation_);
 }
 
 mqtt_sink::~mqtt_sink() {
     try {
-        if (cli_ && cli_->is_connected())
-            cli_->disconnect(0)->wait_for(std::chrono::milliseconds(500));
+        if (link_->cli->is_connected())
+            link_->cli->disconnect(0)->wait_for(std::chrono::milliseconds(500));
     } catch (...) {
         // Shutting down: the connection goes with the process.
+    }
+}
+
+mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(generation) {
+    on_connect.l = this;
+    const sink_config& c = sink.cfg_;
+    // Paho counts every publish not yet written to the socket against max_buffered_messages
+    // (default 100), connected or not; the sink's window is the real limit.
+    mqtt::create_options copts(c.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1,
+                               std::max(1000, 2 * c.inflight));
+    cli = std::make_unique<mqtt::async_client>(c.uri, c.client_id, copts, nullptr);
+    cli->set_callback(*this);
+}
+
+void mqtt_sink::link::post(sink_event::kind what, uint64_t seq, std::string text, int code) {
+    sink_event e{self.id_, what, seq, std::move(text), code, gen};
+    if (what == sink_event::acked) {
+        // Quiet: the loop's ack timer (gateway.cc) collects acknowledgements every millisecond.
+        self.mb_.post_quiet(std::move(e));
+    } else {
+        self.mb_.post(std::move(e));
     }
 }
 
@@ -75,25 +90,28 @@ void mqtt_sink::connect() {
     if (!cfg_.password.empty()) opts.set_password(cfg_.password);
     if (cfg_.tls) opts.set_ssl(ssl_options_for(*cfg_.tls));
     machine_.connecting();
-    if (cli_->is_connected()) {
-        // Paho still holds a connection we gave up on: close it and start clean.
+    if (link_->cli->is_connected()) {
+        // Paho still holds a connection we gave up on: close it cleanly (no last will) and
+        // start over with the next attempt.
         try {
-            cli_->disconnect(0);
+            link_->cli->disconnect(0);
         } catch (const mqtt::exception&) {
             // Gone meanwhile.
         }
         machine_.on_disconnected(sink_machine::clock::now());
         return;
     }
+    if (link_->used) link_ = std::make_unique<link>(*this, ++generation_);  // see link
+    link_->used = true;
     try {
-        cli_->connect(opts, nullptr, connect_listener_);
+        link_->cli->connect(opts, nullptr, link_->on_connect);
     } catch (const mqtt::exception& e) {
         last_error_ = e.what();
         machine_.on_disconnected(sink_machine::clock::now());
     }
 }
 
-void mqtt_sink::connect_listener::on_success(const mqtt::token& tok) {
+void mqtt_sink::link::connect_listener::on_success(const mqtt::token& tok) {
     // An MQTT 5 broker caps our in-flight publishes with Receive Maximum (Mosquitto: its
     // max_inflight_messages, 20 by default) and disconnects a client that exceeds it.
     uint64_t receive_max = 0;
@@ -105,34 +123,31 @@ void mqtt_sink::connect_listener::on_success(const mqtt::token& tok) {
     } catch (const std::exception&) {
         // MQTT 3.1.1 has no such property.
     }
-    self->mb_.post(sink_event{self->id_, sink_event::connected, receive_max, {}});
+    l->post(sink_event::connected, receive_max, {});
 }
 
-void mqtt_sink::connect_listener::on_failure(const mqtt::token& tok) {
+void mqtt_sink::link::connect_listener::on_failure(const mqtt::token& tok) {
     std::string why = describe(tok);
-    if (self->cfg_.tls && tok.get_return_code() == MQTTASYNC_FAILURE) {
+    if (l->self.cfg_.tls && tok.get_return_code() == MQTTASYNC_FAILURE) {
         why =
             "TLS connection failed: broker unreachable, or the handshake failed (server "
             "certificate not signed by tls.ca_file, name mismatch, or client certificate "
             "refused)";
     }
-    self->mb_.post(sink_event{self->id_, sink_event::connect_failed, 0, why});
+    l->post(sink_event::connect_failed, 0, why);
 }
 
-void mqtt_sink::connection_lost(const std::string& cause) {
-    mb_.post(sink_event{id_, sink_event::lost, 0, cause.empty() ? "connection lost" : cause});
+void mqtt_sink::link::connection_lost(const std::string& cause) {
+    post(sink_event::lost, 0, cause.empty() ? "connection lost" : cause);
 }
 
-void mqtt_sink::on_success(const mqtt::token& tok) {
-    auto seq = reinterpret_cast<uintptr_t>(tok.get_user_context());
-    // Quiet: the loop's ack timer (gateway.cc) collects acknowledgements every millisecond.
-    mb_.post_quiet(sink_event{id_, sink_event::acked, seq, {}});
+void mqtt_sink::link::on_success(const mqtt::token& tok) {
+    post(sink_event::acked, reinterpret_cast<uintptr_t>(tok.get_user_context()), {});
 }
 
-void mqtt_sink::on_failure(const mqtt::token& tok) {
-    auto seq = reinterpret_cast<uintptr_t>(tok.get_user_context());
-    mb_.post(sink_event{id_, sink_event::publish_failed, seq, describe(tok),
-                        static_cast<int>(tok.get_reason_code())});
+void mqtt_sink::link::on_failure(const mqtt::token& tok) {
+    post(sink_event::publish_failed, reinterpret_cast<uintptr_t>(tok.get_user_context()),
+         describe(tok), static_cast<int>(tok.get_reason_code()));
 }
 
 void mqtt_sink::force_reconnect(const std::string& why) {
@@ -140,20 +155,21 @@ void mqtt_sink::force_reconnect(const std::string& why) {
     last_error_ = why;
     machine_.on_disconnected(sink_machine::clock::now());
     try {
-        cli_->disconnect(0);
+        link_->cli->disconnect(0);
     } catch (const mqtt::exception&) {
         // Already disconnected.
     }
 }
 
 void mqtt_sink::handle(sink_event& e) {
+    if (e.gen != link_->gen) return;  // from a client replaced since, see link
     auto lg = log::get("sink");
     if (stopping_ && e.what != sink_event::acked) {
         // Retired or shutting down: a connect that completes now is closed at once. Acks still
         // count, so that the final commit removes everything the cloud has.
         if (e.what == sink_event::connected) {
             try {
-                cli_->disconnect(0);
+                link_->cli->disconnect(0);
             } catch (const mqtt::exception&) {
                 // Not connected after all.
             }
@@ -251,7 +267,8 @@ void mqtt_sink::pump() {
             msg->set_properties(std::move(props));
         }
         try {
-            cli_->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(row->seq)), *this);
+            link_->cli->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(row->seq)),
+                                *link_);
         } catch (const mqtt::exception& e) {
             const int rc = e.get_return_code();
             if (rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT) {
@@ -283,7 +300,7 @@ void mqtt_sink::publish_status(const std::string& json) {
     try {
         // QoS 0 and no listener: status is best effort, repeated every period, and must not
         // take one of the broker's Receive Maximum slots from the data window.
-        cli_->publish(status_topic_, json.data(), json.size(), 0, true);
+        link_->cli->publish(status_topic_, json.data(), json.size(), 0, true);
     } catch (const mqtt::exception&) {
         // Next period publishes it again.
     }
@@ -294,16 +311,16 @@ void mqtt_sink::stop(const std::string& offline_status, std::chrono::millisecond
     if (!machine_.connected()) {
         // An attempt may be under way; handle() closes it if it succeeds later.
         try {
-            if (cli_->is_connected()) cli_->disconnect(0);
+            if (link_->cli->is_connected()) link_->cli->disconnect(0);
         } catch (const mqtt::exception&) {
             // Nothing to close.
         }
         return;
     }
     try {
-        cli_->publish(status_topic_, offline_status.data(), offline_status.size(), 1, true)
+        link_->cli->publish(status_topic_, offline_status.data(), offline_status.size(), 1, true)
             ->wait_for(budget / 2);
-        cli_->disconnect(static_cast<int>(budget.count() / 2))->wait_for(budget / 2);
+        link_->cli->disconnect(static_cast<int>(budget.count() / 2))->wait_for(budget / 2);
     } catch (const mqtt::exception& e) {
         log::get("sink")->warn("{}: disconnect: {}", cfg_.name, e.what());
     }

@@ -24,11 +24,11 @@
 
 namespace egw {
 
-class mqtt_sink final : private mqtt::callback, private mqtt::iaction_listener {
+class mqtt_sink final {
 public:
     mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit, storage::buffer& buf,
               counters& cnt, mailbox<event>& mb);
-    ~mqtt_sink() override;
+    ~mqtt_sink();
     mqtt_sink(const mqtt_sink&) = delete;
     mqtt_sink& operator=(const mqtt_sink&) = delete;
 
@@ -50,11 +50,28 @@ public:
     int id() const { return id_; }
 
 private:
-    // mqtt::callback (Paho thread)
-    void connection_lost(const std::string& cause) override;
-    // mqtt::iaction_listener for publishes (Paho thread)
-    void on_success(const mqtt::token& tok) override;
-    void on_failure(const mqtt::token& tok) override;
+    // One Paho client and the callbacks bound to it (Paho threads; they only post events,
+    // tagged with the generation). Every connection attempt gets a fresh one: Paho keeps the
+    // publishes it had not yet written when a connection dropped and sends them first on the
+    // next connection, ahead of the rows the sink rewinds to, which would break the order.
+    // Events from a replaced client are ignored.
+    struct link final : mqtt::callback, mqtt::iaction_listener {
+        link(mqtt_sink& sink, uint64_t generation);
+        mqtt_sink& self;
+        const uint64_t gen;
+        bool used = false;  // a connect was attempted with it
+        void post(sink_event::kind what, uint64_t seq, std::string text, int code = 0);
+        void connection_lost(const std::string& cause) override;
+        void on_success(const mqtt::token& tok) override;  // publishes
+        void on_failure(const mqtt::token& tok) override;
+        struct connect_listener final : mqtt::iaction_listener {
+            link* l;
+            void on_success(const mqtt::token& tok) override;
+            void on_failure(const mqtt::token& tok) override;
+        } on_connect;
+        // Last member: destroyed first, so no callback runs once the listeners above are gone.
+        std::unique_ptr<mqtt::async_client> cli;
+    };
 
     void connect();
     void force_reconnect(const std::string& why);
@@ -69,7 +86,8 @@ private:
     mailbox<event>& mb_;
     topic_template topic_;
     mqtt::properties props_base_;
-    std::unique_ptr<mqtt::async_client> cli_;
+    std::unique_ptr<link> link_;
+    uint64_t generation_ = 0;
     sink_machine machine_;
     std::vector<storage::stored_row> read_scratch_;
     std::string last_error_;
@@ -78,13 +96,6 @@ private:
     double rate_ = 0;
     bool stopping_ = false;
     log::throttle reject_log_;
-
-    // Connect results arrive on a separate listener so they are not taken for publishes.
-    struct connect_listener final : mqtt::iaction_listener {
-        mqtt_sink* self;
-        void on_success(const mqtt::token& tok) override;
-        void on_failure(const mqtt::token& tok) override;
-    } connect_listener_;
 };
 
 }  // namespace egw

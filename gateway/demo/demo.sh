@@ -65,7 +65,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 say "Building edge-gateway into $build_dir/ (a few minutes the first time)"
-if ! { cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGW_BUILD_TESTS=OFF &&
+# A fresh build dir skips the tests (faster); one that tests/run.sh configured keeps them, so
+# running the demo never leaves stale test binaries behind.
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+[[ -f "$build_dir/CMakeCache.txt" ]] || cmake_args+=(-DEGW_BUILD_TESTS=OFF)
+if ! { cmake -S . -B "$build_dir" "${cmake_args[@]}" &&
     cmake --build "$build_dir" -j"$(nproc)"; } >"$tmp/build.log" 2>&1; then
     tail -n 40 "$tmp/build.log" >&2
     die "build failed (full log: $tmp/build.log)"
