@@ -17,8 +17,9 @@ struct sink_event {
     kind what;
     uint64_t seq = 0;
     std::string text;
-    int code = 0;      // MQTT 5 reason code of a failed publish
-    uint64_t gen = 0;  // the sink's Paho client it came from (mqtt_sink::link)
+    int code = 0;       // MQTT 5 reason code of a failed publish
+    uint64_t gen = 0;   // the sink's Paho client it came from (mqtt_sink::link)
+    int32_t slot = -1;  // the publish's callback slot in that client, to release
 };
 
 struct ingest_event {

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/mqtt_sink.h"
 
+#include <cctype>
+#include <charconv>
 #include <chrono>
+#include <stdexcept>
 
 #include "gateway/log.h"
 
@@ -23,6 +26,59 @@ sink_limits limits_of(const sink_config& c) {
     return l;
 }
 
+// Paho C takes `char*` for strings it only reads.
+MQTTLenString len_string(std::string_view s) {
+    return {static_cast<int>(s.size()), const_cast<char*>(s.data())};
+}
+
+MQTTProperty user_property(std::string_view name, std::string_view value) {
+    MQTTProperty p{};
+    p.identifier = MQTTPROPERTY_CODE_USER_PROPERTY;
+    p.value.data = len_string(name);
+    p.value.value = len_string(value);
+    return p;
+}
+
+// How a failed connect or publish is told: Paho's own text when it gives one, else the MQTT 5
+// reason or the MQTT 3.1.1 CONNACK code, else what Paho's return code means.
+std::string describe_failure(int code, int reason, const char* message) {
+    static constexpr const char* connack_codes[] = {"",
+                                                    "unacceptable protocol version",
+                                                    "client identifier rejected",
+                                                    "server unavailable",
+                                                    "bad user name or password",
+                                                    "not authorized"};
+    std::string text;
+    if (reason >= 0x80) {
+        text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(reason));
+    } else if (code >= 1 && code <= 5) {
+        text = std::string("connection refused: ") + connack_codes[code];
+    } else if (code == MQTTASYNC_FAILURE) {
+        text = "connection failed (broker unreachable, refused, or TLS handshake failed)";
+    } else {
+        text = MQTTAsync_strerror(code);
+    }
+    if (message && *message) text += std::string(" (") + message + ")";
+    return text;
+}
+
+// The reason in one of OpenSSL's error lines, "<thread>:error:<code>:<library>:<function>:
+// <reason>:<file>:<line>:", e.g. "certificate verify failed"; the whole line if it has another
+// shape.
+std::string openssl_reason(std::string_view line) {
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back())))
+        line.remove_suffix(1);
+    std::string_view rest = line;
+    for (int field = 0; field < 5; ++field) {
+        const auto colon = rest.find(':');
+        if (colon == std::string_view::npos) return std::string(line);
+        if (field == 1 && rest.substr(0, colon) != "error") return std::string(line);
+        rest.remove_prefix(colon + 1);
+    }
+    const auto colon = rest.find(':');
+    return std::string(colon == std::string_view::npos ? rest : rest.substr(0, colon));
+}
+
 }  // namespace
 
 mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit,
@@ -41,27 +97,56 @@ mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int
 }
 
 mqtt_sink::~mqtt_sink() {
-    try {
-        if (link_->cli->is_connected())
-            link_->cli->disconnect(0)->wait_for(std::chrono::milliseconds(500));
-    } catch (...) {
-        // Shutting down: the connection goes with the process.
+    if (link_->connected()) link_->disconnect(std::chrono::milliseconds(500));
+}
+
+// --- link: one Paho client ------------------------------------------------------------------
+// The static functions below are Paho's callbacks (Paho threads). Paho C wants the MQTT 5
+// flavour of the success and failure callbacks on an MQTT 5 client and the plain one otherwise.
+
+namespace {
+
+bool is_v5(const sink_config& c) { return c.mqtt_version == 5; }
+
+}  // namespace
+
+mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(generation) {
+    const sink_config& c = sink.cfg_;
+    MQTTAsync_createOptions copts = MQTTAsync_createOptions_initializer;
+    copts.MQTTVersion = is_v5(c) ? MQTTVERSION_5 : MQTTVERSION_3_1_1;
+    // Paho counts every publish not yet written to the socket against this, connected or
+    // not; the sink's window is the real limit.
+    copts.maxBufferedMessages = std::max(1000, 2 * c.inflight);
+    int rc = MQTTAsync_createWithOptions(&cli, c.uri.c_str(), c.client_id.c_str(),
+                                         MQTTCLIENT_PERSISTENCE_NONE, nullptr, &copts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        throw std::runtime_error("sink " + c.name + ": cannot create an MQTT client for " + c.uri +
+                                 ": " + MQTTAsync_strerror(rc));
+    }
+    rc = MQTTAsync_setCallbacks(
+        cli, this,
+        [](void* ctx, char* cause) {
+            static_cast<link*>(ctx)->post(sink_event::lost, 0,
+                                          cause && *cause ? cause : "connection lost");
+        },
+        [](void*, char* topic, int, MQTTAsync_message* m) {
+            // Never subscribes; Paho requires the callback all the same.
+            MQTTAsync_freeMessage(&m);
+            MQTTAsync_free(topic);
+            return 1;
+        },
+        nullptr);
+    if (rc != MQTTASYNC_SUCCESS) {
+        MQTTAsync_destroy(&cli);
+        throw std::runtime_error("sink " + c.name + ": " + MQTTAsync_strerror(rc));
     }
 }
 
-mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(generation) {
-    on_connect.l = this;
-    const sink_config& c = sink.cfg_;
-    // Paho counts every publish not yet written to the socket against max_buffered_messages
-    // (default 100), connected or not; the sink's window is the real limit.
-    mqtt::create_options copts(c.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1,
-                               std::max(1000, 2 * c.inflight));
-    cli = std::make_unique<mqtt::async_client>(c.uri, c.client_id, copts, nullptr);
-    cli->set_callback(*this);
-}
+mqtt_sink::link::~link() { MQTTAsync_destroy(&cli); }
 
-void mqtt_sink::link::post(sink_event::kind what, uint64_t seq, std::string text, int code) {
-    sink_event e{self.id_, what, seq, std::move(text), code, gen};
+void mqtt_sink::link::post(sink_event::kind what, uint64_t seq, std::string text, int code,
+                           int32_t slot_index) {
+    sink_event e{self.id_, what, seq, std::move(text), code, gen, slot_index};
     if (what == sink_event::acked) {
         // Quiet: the loop's ack timer (gateway.cc) collects acknowledgements every millisecond.
         self.mb_.post_quiet(std::move(e));
@@ -70,115 +155,174 @@ void mqtt_sink::link::post(sink_event::kind what, uint64_t seq, std::string text
     }
 }
 
-void mqtt_sink::connect() {
-    mqtt::connect_options opts;
-    opts.set_mqtt_version(cfg_.mqtt_version == 5 ? MQTTVERSION_5 : MQTTVERSION_3_1_1);
-    // A clean session: after a reconnect the gateway resends from its own buffer in order,
-    // and Paho must not interleave its own retries of the old in-flight messages.
-    if (cfg_.mqtt_version == 5) {
-        opts.set_clean_start(true);
-    } else {
-        opts.set_clean_session(true);
+mqtt_sink::link::slot* mqtt_sink::link::take_slot(uint64_t seq) {
+    if (free_slots.empty()) {
+        slots.push_back(slot{this, static_cast<uint32_t>(slots.size()), seq});
+        return &slots.back();
     }
-    opts.set_keep_alive_interval(cfg_.keepalive_s);
-    opts.set_connect_timeout(connect_timeout);
-    opts.set_max_inflight(cfg_.inflight);
-    const std::string offline =
-        nlohmann::json{{"gateway_id", gateway_id_}, {"state", "offline"}}.dump();
-    opts.set_will(mqtt::will_options(status_topic_, offline, 1, true));
-    if (!cfg_.username.empty()) opts.set_user_name(cfg_.username);
-    if (!cfg_.password.empty()) opts.set_password(cfg_.password);
-    if (cfg_.tls) opts.set_ssl(ssl_options_for(*cfg_.tls));
+    slot* s = &slots[static_cast<size_t>(free_slots.back())];
+    free_slots.pop_back();
+    s->seq = seq;
+    return s;
+}
+
+void mqtt_sink::link::release_slot(int32_t index) {
+    if (index >= 0) free_slots.push_back(index);
+}
+
+void mqtt_sink::link::disconnect(std::chrono::milliseconds wait) {
+    const bool v5 = is_v5(self.cfg_);
+    MQTTAsync_disconnectOptions o = MQTTAsync_disconnectOptions_initializer;
+    if (v5) o = MQTTAsync_disconnectOptions_initializer5;  // reason 0: no last will
+    o.timeout = static_cast<int>(wait.count());            // for in-flight publishes to complete
+    o.context = this;
+    if (wait.count() > 0) {
+        if (v5) {
+            o.onSuccess5 = [](void* ctx, MQTTAsync_successData5*) { disconnected(ctx); };
+            o.onFailure5 = [](void* ctx, MQTTAsync_failureData5*) { disconnected(ctx); };
+        } else {
+            o.onSuccess = [](void* ctx, MQTTAsync_successData*) { disconnected(ctx); };
+            o.onFailure = [](void* ctx, MQTTAsync_failureData*) { disconnected(ctx); };
+        }
+    }
+    std::unique_lock lock(mu);
+    disconnect_done = false;
+    lock.unlock();
+    if (MQTTAsync_disconnect(cli, &o) != MQTTASYNC_SUCCESS || wait.count() == 0) return;
+    lock.lock();
+    // Paho waits up to `timeout` for in-flight publishes, then closes: allow it a little more.
+    cv.wait_for(lock, wait + std::chrono::milliseconds(100), [this] { return disconnect_done; });
+}
+
+void mqtt_sink::link::disconnected(void* ctx) {
+    auto* l = static_cast<link*>(ctx);
+    std::lock_guard lock(l->mu);
+    l->disconnect_done = true;
+    l->cv.notify_all();
+}
+
+void mqtt_sink::connect() {
+    const bool v5 = is_v5(cfg_);
     machine_.connecting();
-    if (link_->cli->is_connected()) {
+    if (link_->connected()) {
         // Paho still holds a connection we gave up on: close it cleanly (no last will) and
         // start over with the next attempt.
-        try {
-            link_->cli->disconnect(0);
-        } catch (const mqtt::exception&) {
-            // Gone meanwhile.
-        }
+        link_->disconnect();
         machine_.on_disconnected(sink_machine::clock::now());
         return;
     }
-    if (link_->used) link_ = std::make_unique<link>(*this, ++generation_);  // see link
+    if (link_->used) {  // see link
+        retired_ = std::move(link_);
+        link_ = std::make_unique<link>(*this, ++generation_);
+    }
     link_->used = true;
-    try {
-        link_->cli->connect(opts, nullptr, link_->on_connect);
-    } catch (const mqtt::exception& e) {
-        last_error_ = e.what();
+
+    MQTTAsync_connectOptions opts = MQTTAsync_connectOptions_initializer;
+    if (v5) {
+        opts = MQTTAsync_connectOptions_initializer5;
+        opts.cleanstart = 1;
+    } else {
+        opts.MQTTVersion = MQTTVERSION_3_1_1;
+        // A clean session: after a reconnect the gateway resends from its own buffer in
+        // order, and Paho must not interleave its own retries of the old in-flight messages.
+        opts.cleansession = 1;
+    }
+    opts.keepAliveInterval = cfg_.keepalive_s;
+    opts.connectTimeout = static_cast<int>(connect_timeout.count());
+    opts.maxInflight = cfg_.inflight;
+    const std::string offline =
+        nlohmann::json{{"gateway_id", gateway_id_}, {"state", "offline"}}.dump();
+    MQTTAsync_willOptions will = MQTTAsync_willOptions_initializer;
+    will.topicName = status_topic_.c_str();
+    will.message = offline.c_str();
+    will.qos = 1;
+    will.retained = 1;
+    opts.will = &will;
+    if (!cfg_.username.empty()) opts.username = cfg_.username.c_str();
+    if (!cfg_.password.empty()) opts.password = cfg_.password.c_str();
+    MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
+    if (cfg_.tls) {
+        const tls_config& t = *cfg_.tls;
+        if (!t.ca_file.empty()) ssl.trustStore = t.ca_file.c_str();
+        if (!t.cert_file.empty()) ssl.keyStore = t.cert_file.c_str();
+        if (!t.key_file.empty()) ssl.privateKey = t.key_file.c_str();
+        ssl.enableServerCertAuth = t.verify ? 1 : 0;
+        ssl.verify = t.verify ? 1 : 0;  // the host name, too
+        // OpenSSL's own words for a failed handshake ("certificate verify failed", ...).
+        ssl.ssl_error_context = link_.get();
+        ssl.ssl_error_cb = [](const char* str, size_t len, void* ctx) {
+            auto* l = static_cast<link*>(ctx);
+            std::lock_guard lock(l->mu);
+            l->tls_error = openssl_reason(std::string_view(str, len));
+            return 0;
+        };
+        opts.ssl = &ssl;
+    }
+    opts.context = link_.get();
+    if (v5) {
+        opts.onSuccess5 = [](void* ctx, MQTTAsync_successData5* d) {
+            // An MQTT 5 broker caps our in-flight publishes with Receive Maximum (Mosquitto:
+            // its max_inflight_messages, 20 by default) and disconnects a client that
+            // exceeds it.
+            uint64_t receive_max = 0;
+            if (d && MQTTProperties_hasProperty(&d->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM))
+                receive_max = static_cast<uint64_t>(MQTTProperties_getNumericValue(
+                    &d->properties, MQTTPROPERTY_CODE_RECEIVE_MAXIMUM));
+            static_cast<link*>(ctx)->post(sink_event::connected, receive_max, {});
+        };
+        opts.onFailure5 = [](void* ctx, MQTTAsync_failureData5* d) {
+            static_cast<link*>(ctx)->on_connect_failed(
+                d ? d->code : MQTTASYNC_FAILURE, d ? d->reasonCode : 0, d ? d->message : nullptr);
+        };
+    } else {
+        opts.onSuccess = [](void* ctx, MQTTAsync_successData*) {
+            static_cast<link*>(ctx)->post(sink_event::connected, 0, {});
+        };
+        opts.onFailure = [](void* ctx, MQTTAsync_failureData* d) {
+            static_cast<link*>(ctx)->on_connect_failed(d ? d->code : MQTTASYNC_FAILURE, 0,
+                                                       d ? d->message : nullptr);
+        };
+    }
+    const int rc = MQTTAsync_connect(link_->cli, &opts);
+    if (rc != MQTTASYNC_SUCCESS) {
+        last_error_ = describe_failure(rc, 0, nullptr);
         machine_.on_disconnected(sink_machine::clock::now());
     }
 }
 
-void mqtt_sink::link::connect_listener::on_success(const mqtt::token& tok) {
-    // An MQTT 5 broker caps our in-flight publishes with Receive Maximum (Mosquitto: its
-    // max_inflight_messages, 20 by default) and disconnects a client that exceeds it.
-    uint64_t receive_max = 0;
-    try {
-        mqtt::properties props = tok.get_connect_response().get_properties();
-        if (props.contains(mqtt::property::RECEIVE_MAXIMUM)) {
-            receive_max = mqtt::get<uint16_t>(props.get(mqtt::property::RECEIVE_MAXIMUM));
-        }
-    } catch (const std::exception&) {
-        // MQTT 3.1.1 has no such property.
+void mqtt_sink::link::on_connect_failed(int code, int reason, const char* message) {
+    std::string why = describe_failure(code, reason, message);
+    if (self.cfg_.tls && code == MQTTASYNC_FAILURE) {
+        std::lock_guard lock(mu);
+        why = tls_error.empty()
+                  ? "TLS connection failed: broker unreachable, or the handshake failed (server "
+                    "certificate not signed by tls.ca_file, name mismatch, or client "
+                    "certificate refused)"
+                  : "TLS handshake failed: " + tls_error;
+        tls_error.clear();
     }
-    l->post(sink_event::connected, receive_max, {});
-}
-
-void mqtt_sink::link::connect_listener::on_failure(const mqtt::token& tok) {
-    std::string why = describe(tok);
-    if (l->self.cfg_.tls && tok.get_return_code() == MQTTASYNC_FAILURE) {
-        why =
-            "TLS connection failed: broker unreachable, or the handshake failed (server "
-            "certificate not signed by tls.ca_file, name mismatch, or client certificate "
-            "refused)";
-    }
-    l->post(sink_event::connect_failed, 0, why);
-}
-
-void mqtt_sink::link::connection_lost(const std::string& cause) {
-    post(sink_event::lost, 0, cause.empty() ? "connection lost" : cause);
-}
-
-void mqtt_sink::link::on_success(const mqtt::token& tok) {
-    post(sink_event::acked, reinterpret_cast<uintptr_t>(tok.get_user_context()), {});
-}
-
-void mqtt_sink::link::on_failure(const mqtt::token& tok) {
-    post(sink_event::publish_failed, reinterpret_cast<uintptr_t>(tok.get_user_context()),
-         describe(tok), static_cast<int>(tok.get_reason_code()));
+    post(sink_event::connect_failed, 0, why);
 }
 
 void mqtt_sink::force_reconnect(const std::string& why) {
     log::get("sink")->warn("{}: {}; reconnecting", cfg_.name, why);
     last_error_ = why;
     machine_.on_disconnected(sink_machine::clock::now());
-    try {
-        link_->cli->disconnect(0);
-    } catch (const mqtt::exception&) {
-        // Already disconnected.
-    }
+    link_->disconnect();
 }
 
 void mqtt_sink::handle(sink_event& e) {
     if (e.gen != link_->gen) return;  // from a client replaced since, see link
+    link_->release_slot(e.slot);      // the publish's callbacks are done with it
     auto lg = log::get("sink");
     if (stopping_ && e.what != sink_event::acked) {
         // Retired or shutting down: a connect that completes now is closed at once. Acks still
         // count, so that the final commit removes everything the cloud has.
-        if (e.what == sink_event::connected) {
-            try {
-                link_->cli->disconnect(0);
-            } catch (const mqtt::exception&) {
-                // Not connected after all.
-            }
-        }
+        if (e.what == sink_event::connected) link_->disconnect();
         return;
     }
     switch (e.what) {
         case sink_event::connected:
-            // Paho C++ 1.2 over Paho C 1.3 may report one connect twice.
             if (stopping_ || machine_.connected()) return;
             machine_.on_connected(static_cast<size_t>(e.seq));
             last_error_.clear();
@@ -257,27 +401,8 @@ void mqtt_sink::pump() {
         }
         const storage::stored_row* row = machine_.next();
         if (!row) return;
-        auto msg = mqtt::message::create(topic_.render(row->topic, row->seq), row->payload.data(),
-                                         row->payload.size(), cfg_.qos, false);
-        if (cfg_.mqtt_version == 5) {
-            mqtt::properties props;
-            props.add(mqtt::property(mqtt::property::USER_PROPERTY, "egw-gateway", gateway_id_));
-            props.add(
-                mqtt::property(mqtt::property::USER_PROPERTY, "egw-seq", std::to_string(row->seq)));
-            msg->set_properties(std::move(props));
-        }
-        try {
-            link_->cli->publish(msg, reinterpret_cast<void*>(static_cast<uintptr_t>(row->seq)),
-                                *link_);
-        } catch (const mqtt::exception& e) {
-            const int rc = e.get_return_code();
-            if (rc == MQTTASYNC_MAX_MESSAGES_INFLIGHT) {
-                // Paho's own in-flight limit is below our window: use what it allows.
-                machine_.shrink_window();
-                return;
-            }
+        if (const int rc = publish(*row); rc != MQTTASYNC_SUCCESS) {
             if (rc == MQTTASYNC_MAX_BUFFERED_MESSAGES) return;  // Paho's queue is full: next ack
-
             cnt_.errors_publish.fetch_add(1, std::memory_order_relaxed);
             if (rc == MQTTASYNC_DISCONNECTED) {
                 // Paho already knows the connection is gone; connection_lost is on its way.
@@ -285,7 +410,7 @@ void mqtt_sink::pump() {
                 machine_.on_disconnected(sink_machine::clock::now());
                 return;
             }
-            force_reconnect(std::string("publish failed: ") + e.what());
+            force_reconnect(std::string("publish failed: ") + MQTTAsync_strerror(rc));
             return;
         }
         machine_.sent();
@@ -294,36 +419,85 @@ void mqtt_sink::pump() {
     }
 }
 
+int mqtt_sink::publish(const storage::stored_row& row) {
+    const std::string topic = topic_.render(row.topic, row.seq);
+    link::slot* slot = link_->take_slot(row.seq);
+    MQTTAsync_message msg = MQTTAsync_message_initializer;
+    msg.payload = const_cast<char*>(row.payload.data());
+    msg.payloadlen = static_cast<int>(row.payload.size());
+    msg.qos = cfg_.qos;
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.context = slot;
+    // The user properties point into this frame: Paho copies them (and the payload) before
+    // MQTTAsync_sendMessage returns.
+    char seq_text[24];
+    const auto seq_end = std::to_chars(std::begin(seq_text), std::end(seq_text), row.seq).ptr;
+    MQTTProperty props[2] = {
+        user_property("egw-gateway", gateway_id_),
+        user_property("egw-seq",
+                      std::string_view(seq_text, static_cast<size_t>(seq_end - seq_text)))};
+    if (is_v5(cfg_)) {
+        msg.properties = MQTTProperties{2, 2, 0, props};
+        ro.onSuccess5 = [](void* ctx, MQTTAsync_successData5*) {
+            auto* s = static_cast<link::slot*>(ctx);
+            s->owner->post(sink_event::acked, s->seq, {}, 0, static_cast<int32_t>(s->index));
+        };
+        ro.onFailure5 = [](void* ctx, MQTTAsync_failureData5* d) {
+            auto* s = static_cast<link::slot*>(ctx);
+            const int reason = d ? d->reasonCode : 0;
+            s->owner->post(
+                sink_event::publish_failed, s->seq,
+                describe_failure(d ? d->code : MQTTASYNC_FAILURE, reason, d ? d->message : nullptr),
+                reason, static_cast<int32_t>(s->index));
+        };
+    } else {
+        ro.onSuccess = [](void* ctx, MQTTAsync_successData*) {
+            auto* s = static_cast<link::slot*>(ctx);
+            s->owner->post(sink_event::acked, s->seq, {}, 0, static_cast<int32_t>(s->index));
+        };
+        ro.onFailure = [](void* ctx, MQTTAsync_failureData* d) {
+            auto* s = static_cast<link::slot*>(ctx);
+            s->owner->post(
+                sink_event::publish_failed, s->seq,
+                describe_failure(d ? d->code : MQTTASYNC_FAILURE, 0, d ? d->message : nullptr), 0,
+                static_cast<int32_t>(s->index));
+        };
+    }
+    const int rc = MQTTAsync_sendMessage(link_->cli, topic.c_str(), &msg, &ro);
+    if (rc != MQTTASYNC_SUCCESS) link_->release_slot(static_cast<int32_t>(slot->index));
+    return rc;
+}
+
 void mqtt_sink::publish_status(const std::string& json) {
     last_status_ = json;
     if (!machine_.connected()) return;
-    try {
-        // QoS 0 and no listener: status is best effort, repeated every period, and must not
-        // take one of the broker's Receive Maximum slots from the data window.
-        link_->cli->publish(status_topic_, json.data(), json.size(), 0, true);
-    } catch (const mqtt::exception&) {
-        // Next period publishes it again.
-    }
+    // QoS 0 and no callbacks: status is best effort, repeated every period, and must not take
+    // one of the broker's Receive Maximum slots from the data window. A failure is retried by
+    // the next period.
+    MQTTAsync_send(link_->cli, status_topic_.c_str(), static_cast<int>(json.size()), json.data(), 0,
+                   1, nullptr);
 }
 
 void mqtt_sink::stop(const std::string& offline_status, std::chrono::milliseconds budget) {
     stopping_ = true;
     if (!machine_.connected()) {
         // An attempt may be under way; handle() closes it if it succeeds later.
-        try {
-            if (link_->cli->is_connected()) link_->cli->disconnect(0);
-        } catch (const mqtt::exception&) {
-            // Nothing to close.
-        }
+        if (link_->connected()) link_->disconnect();
         return;
     }
-    try {
-        link_->cli->publish(status_topic_, offline_status.data(), offline_status.size(), 1, true)
-            ->wait_for(budget / 2);
-        link_->cli->disconnect(static_cast<int>(budget.count() / 2))->wait_for(budget / 2);
-    } catch (const mqtt::exception& e) {
-        log::get("sink")->warn("{}: disconnect: {}", cfg_.name, e.what());
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    int rc =
+        MQTTAsync_send(link_->cli, status_topic_.c_str(), static_cast<int>(offline_status.size()),
+                       offline_status.data(), 1, 1, &ro);
+    if (rc == MQTTASYNC_SUCCESS) {
+        rc = MQTTAsync_waitForCompletion(link_->cli, ro.token,
+                                         static_cast<unsigned long>(budget.count() / 2));
     }
+    if (rc != MQTTASYNC_SUCCESS) {
+        log::get("sink")->warn("{}: publishing the offline status: {}", cfg_.name,
+                               MQTTAsync_strerror(rc));
+    }
+    link_->disconnect(budget / 2);
 }
 
 void mqtt_sink::tick(double seconds) {

@@ -2,13 +2,22 @@
 // A sink that publishes to an MQTT broker (the cloud) through Paho's async client: the I/O
 // half of a sink, around sink_machine. Loop thread only, except the Paho callbacks, which only
 // post events.
+//
+// It drives Paho C directly rather than through the C++ wrapper: per publish the wrapper
+// builds a message, a property list and a token, copies them again for Paho C, and on every
+// acknowledgement searches its list of pending tokens, all on the hot path of every row.
 #pragma once
 
-#include <mqtt/async_client.h>
+#include <MQTTAsync.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -50,30 +59,51 @@ public:
     int id() const { return id_; }
 
 private:
-    // One Paho client and the callbacks bound to it (Paho threads; they only post events,
+    // One Paho client and the state its callbacks use (Paho threads; they only post events,
     // tagged with the generation). Every connection attempt gets a fresh one: Paho keeps the
     // publishes it had not yet written when a connection dropped and sends them first on the
     // next connection, ahead of the rows the sink rewinds to, which would break the order.
     // Events from a replaced client are ignored.
-    struct link final : mqtt::callback, mqtt::iaction_listener {
+    struct link final {
+        // What a publish's callbacks need: the row's sequence number. Slots are reused only
+        // after the loop handled the publish's outcome, so a late callback never reads a
+        // reused one; the deque keeps their addresses stable as it grows (up to the window).
+        struct slot {
+            link* owner;
+            uint32_t index;
+            uint64_t seq;
+        };
+
         link(mqtt_sink& sink, uint64_t generation);
+        ~link();
+        link(const link&) = delete;
+        link& operator=(const link&) = delete;
+
+        void post(sink_event::kind what, uint64_t seq, std::string text, int code = 0,
+                  int32_t slot_index = -1);
+        slot* take_slot(uint64_t seq);
+        void release_slot(int32_t index);
+        bool connected() const { return MQTTAsync_isConnected(cli) != 0; }
+        // Asks Paho to close the connection; `wait` > 0 waits for it at most that long.
+        void disconnect(std::chrono::milliseconds wait = std::chrono::milliseconds(0));
+        void on_connect_failed(int code, int reason, const char* message);  // Paho thread
+        static void disconnected(void* ctx);                                // Paho thread
+
         mqtt_sink& self;
         const uint64_t gen;
         bool used = false;  // a connect was attempted with it
-        void post(sink_event::kind what, uint64_t seq, std::string text, int code = 0);
-        void connection_lost(const std::string& cause) override;
-        void on_success(const mqtt::token& tok) override;  // publishes
-        void on_failure(const mqtt::token& tok) override;
-        struct connect_listener final : mqtt::iaction_listener {
-            link* l;
-            void on_success(const mqtt::token& tok) override;
-            void on_failure(const mqtt::token& tok) override;
-        } on_connect;
-        // Last member: destroyed first, so no callback runs once the listeners above are gone.
-        std::unique_ptr<mqtt::async_client> cli;
+        MQTTAsync cli = nullptr;
+        std::deque<slot> slots;
+        std::vector<int32_t> free_slots;
+        std::mutex mu;  // guards the fields below, written by Paho threads
+        std::condition_variable cv;
+        std::string tls_error;  // the last TLS error OpenSSL reported during a handshake
+        bool disconnect_done = false;
     };
 
     void connect();
+    // Hands one row to Paho; returns Paho's return code.
+    int publish(const storage::stored_row& row);
     void force_reconnect(const std::string& why);
 
     int id_;
@@ -85,8 +115,10 @@ private:
     counters& cnt_;
     mailbox<event>& mb_;
     topic_template topic_;
-    mqtt::properties props_base_;
     std::unique_ptr<link> link_;
+    // The client replaced last, kept until the next replacement: a Paho callback of it that
+    // was already running when it was replaced may still use its slots.
+    std::unique_ptr<link> retired_;
     uint64_t generation_ = 0;
     sink_machine machine_;
     std::vector<storage::stored_row> read_scratch_;

@@ -112,8 +112,6 @@ bool sink_machine::on_ack(uint64_t seq) {
     return true;
 }
 
-void sink_machine::shrink_window() { window_ = std::max<size_t>(1, inflight_.size()); }
-
 sink_state sink_machine::state() const {
     if (!connected_) return sink_state::offline;
     return caught_up_ ? sink_state::online : sink_state::draining;

@@ -52,8 +52,6 @@ public:
     void on_read(std::vector<storage::stored_row>&& rows, uint64_t vouched, bool complete);
     // The cloud acknowledged `seq`. Returns false for a seq not in flight (a stale ack).
     bool on_ack(uint64_t seq);
-    // The connection refused more in-flight messages than it has now.
-    void shrink_window();
 
     // --- what to do next ------------------------------------------------------------------
     bool wants_connect(clock::time_point now) const;

@@ -81,6 +81,8 @@ TEST_F(tls_test, WrongCaIsReportedAndReloadWithRightCaDeliversEverything) {
 
     const auto error = wait_for_tls_failure();
     std::cout << "[ info ] last_error with wrong CA: " << error << "\n";
+    // OpenSSL's reason, not just "connection failed": the operator sees what to fix.
+    EXPECT_NE(error.find("certificate verify failed"), std::string::npos) << error;
     const auto expected = publish_batch("t2", 50);
     ASSERT_TRUE(
         gateway_->wait_until([](const json& s) { return json_int(s, "buffer/rows") == 50; }, 10s))
