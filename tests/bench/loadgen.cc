@@ -665,9 +665,12 @@ int run_consume(const options& o) {
             ? 0.0
             : static_cast<double>(*std::max_element(s.latencies_ns.begin(), s.latencies_ns.end())) /
                   1e3;
-    std::printf("lat_p50_us=%.0f\nlat_p99_us=%.0f\nlat_max_us=%.0f\n",
-                static_cast<double>(percentile(s.latencies_ns, 0.50)) / 1e3,
-                static_cast<double>(percentile(s.latencies_ns, 0.99)) / 1e3, max_us);
+    for (const auto& [name, q] : {std::pair{"p50", 0.50}, {"p90", 0.90}, {"p95", 0.95},
+                                  {"p99", 0.99}, {"p999", 0.999}}) {
+        std::printf("lat_%s_us=%.0f\n", name,
+                    static_cast<double>(percentile(s.latencies_ns, q)) / 1e3);
+    }
+    std::printf("lat_max_us=%.0f\n", max_us);
     std::fflush(stdout);
     return (o.count == 0 || s.unique >= o.count) ? 0 : 1;
 }

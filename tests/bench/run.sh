@@ -370,7 +370,9 @@ latency_runs() {  # system dir consumer-filter
         wait_consumer
         check_delivery "latency $sys run $i" "$d/lat.$i.out" "$lat_n"
         p99s+=("$(kv "$d/lat.$i.out" lat_p99_us) $i")
-        log "$sys: latency p50 $(kv "$d/lat.$i.out" lat_p50_us) us p99 $(kv "$d/lat.$i.out" lat_p99_us) us"
+        log "$sys: latency p50 $(kv "$d/lat.$i.out" lat_p50_us) p90 $(kv "$d/lat.$i.out" lat_p90_us)" \
+            "p95 $(kv "$d/lat.$i.out" lat_p95_us) p99 $(kv "$d/lat.$i.out" lat_p99_us)" \
+            "p99.9 $(kv "$d/lat.$i.out" lat_p999_us) max $(kv "$d/lat.$i.out" lat_max_us) us"
     done
     local mid
     mid=$(printf '%s\n' "${p99s[@]}" | sort -n | sed -n "$(((REPEAT + 1) / 2))p" | cut -d' ' -f2)
