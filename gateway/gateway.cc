@@ -259,7 +259,8 @@ void gateway::pump_all() {
 void gateway::on_events(std::vector<event>& batch) {
     for (event& e : batch) {
         if (auto* row = std::get_if<storage::stored_row>(&e)) {
-            for (auto& [id, s] : sinks_) s->on_live(*row);
+            size_t left = sinks_.size();
+            for (auto& [id, s] : sinks_) s->on_live(*row, --left == 0);
         } else if (auto* se = std::get_if<sink_event>(&e)) {
             if (auto it = sinks_.find(se->sink_id); it != sinks_.end()) {
                 it->second->handle(*se);

@@ -39,8 +39,17 @@ MQTTProperty user_property(std::string_view name, std::string_view value) {
     return p;
 }
 
-// How a failed connect or publish is told: Paho's own text when it gives one, else the MQTT 5
-// reason or the MQTT 3.1.1 CONNACK code, else what Paho's return code means.
+// Paho's text for one of its return codes. MQTTAsync_strerror formats codes it does not know
+// into a static buffer, which two threads must not share.
+std::string paho_error(int code) {
+    if (code <= MQTTASYNC_FAILURE && code >= MQTTASYNC_MAX_BUFFERED)
+        return MQTTAsync_strerror(code);
+    return "error " + std::to_string(code);
+}
+
+// How a failed connect or publish is told: the MQTT 5 reason code or the MQTT 3.1.1 CONNACK
+// code (Paho passes either in `code` for a refused connection, and a PUBACK's reason in
+// `reason`), else what Paho's return code means; then Paho's own text when it gives one.
 std::string describe_failure(int code, int reason, const char* message) {
     static constexpr const char* connack_codes[] = {"",
                                                     "unacceptable protocol version",
@@ -48,15 +57,18 @@ std::string describe_failure(int code, int reason, const char* message) {
                                                     "server unavailable",
                                                     "bad user name or password",
                                                     "not authorized"};
+    if (reason < 0x80 && code >= 0x80) reason = code;
     std::string text;
     if (reason >= 0x80) {
-        text = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(reason));
+        const char* name = MQTTReasonCode_toString(static_cast<MQTTReasonCodes>(reason));
+        text = "refused with reason " + std::to_string(reason) +
+               (name ? std::string(": ") + name : "");
     } else if (code >= 1 && code <= 5) {
         text = std::string("connection refused: ") + connack_codes[code];
     } else if (code == MQTTASYNC_FAILURE) {
         text = "connection failed (broker unreachable, refused, or TLS handshake failed)";
     } else {
-        text = MQTTAsync_strerror(code);
+        text = paho_error(code);
     }
     if (message && *message) text += std::string(" (") + message + ")";
     return text;
@@ -121,7 +133,7 @@ mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(ge
                                          MQTTCLIENT_PERSISTENCE_NONE, nullptr, &copts);
     if (rc != MQTTASYNC_SUCCESS) {
         throw std::runtime_error("sink " + c.name + ": cannot create an MQTT client for " + c.uri +
-                                 ": " + MQTTAsync_strerror(rc));
+                                 ": " + paho_error(rc));
     }
     rc = MQTTAsync_setCallbacks(
         cli, this,
@@ -138,7 +150,7 @@ mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(ge
         nullptr);
     if (rc != MQTTASYNC_SUCCESS) {
         MQTTAsync_destroy(&cli);
-        throw std::runtime_error("sink " + c.name + ": " + MQTTAsync_strerror(rc));
+        throw std::runtime_error("sink " + c.name + ": " + paho_error(rc));
     }
 }
 
@@ -211,9 +223,12 @@ void mqtt_sink::connect() {
         machine_.on_disconnected(sink_machine::clock::now());
         return;
     }
-    if (link_->used) {  // see link
-        retired_ = std::move(link_);
-        link_ = std::make_unique<link>(*this, ++generation_);
+    if (link_->used) {
+        // See link. Destroying the old client closes its socket, and once MQTTAsync_destroy
+        // returns none of its callbacks runs (they all run under Paho's global mutex).
+        auto fresh = std::make_unique<link>(*this, generation_ + 1);
+        ++generation_;
+        link_ = std::move(fresh);
     }
     link_->used = true;
 
@@ -334,9 +349,7 @@ void mqtt_sink::handle(sink_event& e) {
             if (e.what == sink_event::lost ? !machine_.connected() : !machine_.is_connecting())
                 return;
             machine_.on_disconnected(sink_machine::clock::now());
-            // A TLS error reported just before the failure says more than Paho's code.
-            if (e.what == sink_event::lost || last_error_.rfind("TLS", 0) != 0)
-                last_error_ = e.text;
+            last_error_ = e.text;
             if (log_failure(machine_.failures())) {
                 lg->warn("{}: {} {}: {} (attempt {}), retrying with backoff", cfg_.name,
                          e.what == sink_event::lost ? "lost" : "cannot connect to", cfg_.uri,
@@ -371,9 +384,9 @@ void mqtt_sink::handle(sink_event& e) {
     }
 }
 
-void mqtt_sink::on_live(const storage::stored_row& row) {
+void mqtt_sink::on_live(storage::stored_row& row, bool last) {
     if (!(row.sinks & (uint64_t{1} << bit_))) return;
-    machine_.on_live(storage::stored_row(row));
+    machine_.on_live(last ? std::move(row) : storage::stored_row(row));
 }
 
 void mqtt_sink::pump() {
@@ -410,7 +423,7 @@ void mqtt_sink::pump() {
                 machine_.on_disconnected(sink_machine::clock::now());
                 return;
             }
-            force_reconnect(std::string("publish failed: ") + MQTTAsync_strerror(rc));
+            force_reconnect("publish failed: " + paho_error(rc));
             return;
         }
         machine_.sent();
@@ -444,7 +457,8 @@ int mqtt_sink::publish(const storage::stored_row& row) {
         };
         ro.onFailure5 = [](void* ctx, MQTTAsync_failureData5* d) {
             auto* s = static_cast<link::slot*>(ctx);
-            const int reason = d ? d->reasonCode : 0;
+            // Only a PUBACK carries a reason; when a write fails Paho leaves it uninitialised.
+            const int reason = d && d->code == MQTTASYNC_SUCCESS ? d->reasonCode : 0;
             s->owner->post(
                 sink_event::publish_failed, s->seq,
                 describe_failure(d ? d->code : MQTTASYNC_FAILURE, reason, d ? d->message : nullptr),
@@ -485,17 +499,13 @@ void mqtt_sink::stop(const std::string& offline_status, std::chrono::millisecond
         if (link_->connected()) link_->disconnect();
         return;
     }
-    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
-    int rc =
+    // The disconnect is queued behind this publish and waits up to its timeout for it to be
+    // acknowledged (MQTTAsync_waitForCompletion would poll in steps of 100 ms).
+    const int rc =
         MQTTAsync_send(link_->cli, status_topic_.c_str(), static_cast<int>(offline_status.size()),
-                       offline_status.data(), 1, 1, &ro);
-    if (rc == MQTTASYNC_SUCCESS) {
-        rc = MQTTAsync_waitForCompletion(link_->cli, ro.token,
-                                         static_cast<unsigned long>(budget.count() / 2));
-    }
+                       offline_status.data(), 1, 1, nullptr);
     if (rc != MQTTASYNC_SUCCESS) {
-        log::get("sink")->warn("{}: publishing the offline status: {}", cfg_.name,
-                               MQTTAsync_strerror(rc));
+        log::get("sink")->warn("{}: publishing the offline status: {}", cfg_.name, paho_error(rc));
     }
     link_->disconnect(budget / 2);
 }

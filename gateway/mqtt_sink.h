@@ -42,7 +42,9 @@ public:
     mqtt_sink& operator=(const mqtt_sink&) = delete;
 
     void handle(sink_event& e);
-    void on_live(const storage::stored_row& row);
+    // A row just committed. `last`: no sink after this one looks at it, so it may be moved
+    // from instead of copied.
+    void on_live(storage::stored_row& row, bool last);
     // Connects when due, reads the buffer when behind, publishes up to the window.
     void pump();
     // Retained gateway status on gateways/{gateway_id}/status; not buffered, best effort.
@@ -116,9 +118,6 @@ private:
     mailbox<event>& mb_;
     topic_template topic_;
     std::unique_ptr<link> link_;
-    // The client replaced last, kept until the next replacement: a Paho callback of it that
-    // was already running when it was replaced may still use its slots.
-    std::unique_ptr<link> retired_;
     uint64_t generation_ = 0;
     sink_machine machine_;
     std::vector<storage::stored_row> read_scratch_;
