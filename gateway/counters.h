@@ -22,6 +22,7 @@ struct counters {
     counter errors_buffer{0};
     counter errors_publish{0};
     counter errors_disk_full{0};  // ingest commits refused for lack of space (then retried)
+    counter slow_writes{0};       // ingest writes that took slow_write_threshold or longer
 };
 
 }  // namespace egw

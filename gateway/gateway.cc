@@ -375,20 +375,26 @@ void gateway::schedule_maintenance() {
     maintenance_running_ = true;
     auto error = std::make_shared<std::string>();
     storage::buffer* buf = buf_.get();
+    auto held = std::make_shared<milliseconds>(0);
     job::start(
         &loop_,
-        [buf, error] {
+        [buf, error, held] {
             try {
-                buf->maintain();
+                *held = std::chrono::duration_cast<milliseconds>(buf->maintain());
             } catch (const std::exception& e) {
                 *error = e.what();
             }
         },
-        [this, error] {
+        [this, error, held] {
             maintenance_running_ = false;
             if (!error->empty()) {
                 cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
                 log::get("buffer")->warn("maintenance: {}", *error);
+            }
+            if (*held >= milliseconds(50)) {
+                log::get("buffer")->warn(
+                    "WAL checkpoint held ingest for {} ms (its fsync; slow or busy disk?)",
+                    held->count());
             }
         });
 }
@@ -501,6 +507,7 @@ nlohmann::json gateway::status_json() {
           {"sent", cnt_.sent.load()},
           {"acked", cnt_.acked.load()},
           {"rejected", cnt_.rejected.load()},
+          {"slow_writes", cnt_.slow_writes.load()},
           {"dropped",
            {{"no_route", cnt_.dropped_no_route.load()},
             {"too_large", cnt_.dropped_too_large.load()},

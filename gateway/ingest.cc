@@ -20,6 +20,10 @@ int64_t unix_ms() {
 constexpr size_t group_batch = 512;
 constexpr size_t group_queue_max = 4096;
 
+// A write that holds ingest this long is worth a log line: a commit normally takes tens of
+// microseconds, and while it lasts no message from the local broker is received.
+constexpr auto slow_write_threshold = std::chrono::milliseconds(50);
+
 sink_limits reconnect_policy() {
     sink_limits l;
     l.backoff_initial = std::chrono::milliseconds(250);
@@ -146,7 +150,9 @@ void ingest::message_arrived(mqtt::const_message_ptr msg) {
                 return;
             }
         }
+        const auto started = std::chrono::steady_clock::now();
         auto r = buf_.append(topic, body, sinks, ts, post_);
+        timed(started, 1);
         if (!counted(r, topic)) {
             // The local broker already has its PUBACK, so the message stays in memory; the
             // loop pauses the local session and stores it once there is room.
@@ -203,6 +209,19 @@ bool ingest::counted(const storage::append_result& r, std::string_view topic) {
             return false;
     }
     return false;
+}
+
+void ingest::timed(std::chrono::steady_clock::time_point started, size_t rows) {
+    using namespace std::chrono;
+    const auto took = steady_clock::now() - started;
+    if (took < slow_write_threshold) return;
+    cnt_.slow_writes.fetch_add(1, std::memory_order_relaxed);
+    if (slow_log_.allow()) {
+        log_->warn(
+            "writing {} row(s) to the buffer held ingest for {} ms (slow or busy disk?); {} "
+            "slow write(s) so far",
+            rows, duration_cast<milliseconds>(took).count(), slow_log_.count());
+    }
 }
 
 // Right after a commit (ingest or writer thread, buffer's write lock held). While no sink is
@@ -283,8 +302,10 @@ bool ingest::store_held() {
         out.clear();
         for (const held_message& h : batch) in.push_back({h.topic, h.payload, h.sinks, h.ts});
         storage::buffer::batch_result r;
+        const auto started = std::chrono::steady_clock::now();
         try {
             r = buf_.append_batch(in, post_, out);
+            timed(started, in.size());
         } catch (...) {
             // Not SQLite (append_batch reports those): keep the batch, then let the caller know.
             hold_again(batch, 0);

@@ -79,6 +79,9 @@ private:
     void write_queued();  // the group commit writer thread
     void stop_writer();
     bool counted(const storage::append_result& r, std::string_view topic);
+    // Counts and logs (throttled) a write to the buffer that held ingest too long: the disk
+    // stalled, or a checkpoint held the write lock through its fsync.
+    void timed(std::chrono::steady_clock::time_point started, size_t rows);
 
     struct held_message {
         std::string topic, payload;
@@ -112,7 +115,7 @@ private:
     std::thread writer_;
     std::atomic<bool> live_wanted_{true};
     std::string last_error_;
-    log::throttle too_large_log_, no_route_log_, full_log_, error_log_, pause_log_;
+    log::throttle too_large_log_, no_route_log_, full_log_, error_log_, pause_log_, slow_log_;
 
     struct subscribe_listener final : mqtt::iaction_listener {
         ingest* self;

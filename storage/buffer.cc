@@ -510,16 +510,20 @@ uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
     return end;
 }
 
-void buffer::maintain() {
+std::chrono::steady_clock::duration buffer::maintain() {
+    using clock = std::chrono::steady_clock;
+    clock::duration held{0};
     {
         std::lock_guard lock(write_mu_);
         if (snapshot_stale_) {
+            const auto started = clock::now();
             const uint64_t at = last_seq_.load(std::memory_order_relaxed);
             transaction t(writer_);
             write_snapshot(delta{}, at);
             t.commit();
             snapshot_seq_ = at;
             snapshot_stale_ = false;
+            held = clock::now() - started;
         }
     }
     // PASSIVE first, without the lock: it copies and fsyncs almost everything while ingest
@@ -528,14 +532,17 @@ void buffer::maintain() {
     int frames = 0;
     int rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                        &frames, nullptr);
-    if (rc == SQLITE_BUSY) return;
+    if (rc == SQLITE_BUSY) return held;
     check(checkpointer_.get(), rc, "checkpoint");
     if (static_cast<int64_t>(frames) * page_size > wal_restart_bytes) {
         std::lock_guard lock(write_mu_);  // ingest waits here, not in SQLite's busy handler
+        const auto started = clock::now();
         rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_RESTART,
                                        nullptr, nullptr);
+        held = std::max(held, clock::now() - started);
         if (rc != SQLITE_BUSY) check(checkpointer_.get(), rc, "checkpoint");
     }
+    return held;
 }
 
 }  // namespace egw::storage

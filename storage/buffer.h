@@ -11,6 +11,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -153,8 +154,9 @@ public:
     // ingest never waits long behind it. Worker thread.
     void ack(int bit, uint64_t after, uint64_t through);
 
-    // Writes the totals snapshot if it is stale and checkpoints the WAL (the fsync). Worker.
-    void maintain();
+    // Writes the totals snapshot if it is stale and checkpoints the WAL (the fsync). Returns
+    // how long it held the write lock, i.e. held ingest, at most. Worker.
+    std::chrono::steady_clock::duration maintain();
 
     const tally& total() const { return all_; }
     const tally& for_sink(int bit) const { return per_sink_[bit]; }
