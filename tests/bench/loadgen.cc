@@ -665,8 +665,8 @@ int run_consume(const options& o) {
             ? 0.0
             : static_cast<double>(*std::max_element(s.latencies_ns.begin(), s.latencies_ns.end())) /
                   1e3;
-    for (const auto& [name, q] : {std::pair{"p50", 0.50}, {"p90", 0.90}, {"p95", 0.95},
-                                  {"p99", 0.99}, {"p999", 0.999}}) {
+    for (const auto& [name, q] :
+         {std::pair{"p50", 0.50}, {"p90", 0.90}, {"p95", 0.95}, {"p99", 0.99}, {"p999", 0.999}}) {
         std::printf("lat_%s_us=%.0f\n", name,
                     static_cast<double>(percentile(s.latencies_ns, q)) / 1e3);
     }
