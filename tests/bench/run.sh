@@ -46,6 +46,7 @@ die() { log "error: $*"; exit 1; }
 
 LOADGEN=""
 PAHO_BENCH=""
+MOSQ_BENCH=""
 build() {
     if [[ " $SYSTEMS_WANTED " != *" gateway "* ]]; then
         GATEWAY=""
@@ -57,6 +58,9 @@ build() {
         # The Paho baselines are optional: without the Paho C headers the rows stay empty.
         cmake --build "$BUILD" -j2 --target egw-paho-bench >>"$BUILD/bench-build.log" 2>&1 &&
             PAHO_BENCH=$BUILD/tests/bench/egw-paho-bench
+        # The event-loop comparison needs libmosquitto-dev; without it that row stays empty.
+        cmake --build "$BUILD" -j2 --target egw-mosq-bench >>"$BUILD/bench-build.log" 2>&1 &&
+            MOSQ_BENCH=$BUILD/tests/bench/egw-mosq-bench
         return
     fi
     [[ -n $GATEWAY || " $SYSTEMS_WANTED " != *" gateway "* ]] ||
@@ -602,6 +606,33 @@ paho_run() {
     latency_runs relay "$d" "gateways/bench/devices/#"
     stop "$relay"
 
+    # (a'') the same relay on libmosquitto from one poll() loop: an event-loop client, no threads.
+    if [[ -n $MOSQ_BENCH ]]; then
+        "$MOSQ_BENCH" relay --uri "tcp://127.0.0.1:$CLOUD_PORT" \
+            --edge-uri "tcp://127.0.0.1:$EDGE_PORT" --filter 'devices/#' \
+            --count $((2000 + (N + LAT_RATE * LAT_SECONDS) * REPEAT)) --window "$INFLIGHT" \
+            --mqtt-version "$MQTT_VERSION" --idle-ms 30000 >"$d/mosq.out" 2>"$d/mosq.err" &
+        relay=$!
+        PIDS+=("$relay")
+        wait_log "$d/mosq.out" "ready=1" 15
+        consumer "$d/mwarm.out" "gateways/bench/devices/#" 2000
+        publish "$d/mwarm.pub" 2000
+        wait_consumer
+        rates=()
+        for ((i = 1; i <= REPEAT; i++)); do
+            log "libmosquitto relay: stream of $N messages (run $i/$REPEAT)"
+            consumer "$d/mosq.$i.out" "gateways/bench/devices/#" "$N"
+            publish "$d/mosq.$i.pub" "$N"
+            wait_consumer
+            rates+=("$(calc "round($(kv "$d/mosq.$i.out" unique)/(($(kv "$d/mosq.$i.out" last_ns)-$(kv "$d/mosq.$i.pub" start_ns))/1e9))")")
+            check_delivery "libmosquitto relay run $i" "$d/mosq.$i.out" "$N"
+        done
+        R[mosqrelay]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n "$(((REPEAT + 1) / 2))p")
+        log "libmosquitto relay: ${R[mosqrelay]} msg/s end to end"
+        latency_runs mosqrelay "$d" "gateways/bench/devices/#"
+        stop "$relay"
+    fi
+
     # (c') publisher: N messages as fast as the in-flight window allows.
     log "paho publisher: $N messages"
     consumer "$d/pub.out" "gateways/bench/devices/#" "$N"
@@ -687,6 +718,12 @@ if [[ -n ${R[relay]:-}${R[pahopub]:-} ]]; then
     row "     gateway stream / Paho relay" "" "" "$(ratio "${R[stream.gateway]:-}" "${R[relay]:-}")" ""
     row "     relay latency p50/p99 at $LAT_RATE msg/s, ms" "" "$(ms p50.relay)/$(ms p99.relay)" "" "ceiling of (e)"
     row "     relay latency p99 of each run, ms" "" "$(v p99all.relay)" "" ""
+    if [[ -n ${R[mosqrelay]:-} ]]; then
+        row "(a'') libmosquitto relay, one poll() loop" "$(v stream.bridge)" "$(v mosqrelay)" \
+            "$(ratio "${R[mosqrelay]:-}" "${R[stream.bridge]:-}")" "an event-loop client, not Paho"
+        row "     its latency p50/p99 at $LAT_RATE msg/s, ms" "" "$(ms p50.mosqrelay)/$(ms p99.mosqrelay)" "" ""
+        row "     its latency p99 of each run, ms" "" "$(v p99all.mosqrelay)" "" ""
+    fi
     row "(c') Paho publisher alone, msg/s" "$(v drain.bridge)" "$(v pahopub)" \
         "$(ratio "${R[pahopub]:-}" "${R[drain.bridge]:-}")" "ceiling of (c): publisher/bridge"
     row "     gateway drain / Paho publisher" "" "" "$(ratio "${R[drain.gateway]:-}" "${R[pahopub]:-}")" ""
