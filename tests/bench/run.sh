@@ -574,6 +574,34 @@ startup_run() {
 # The gateway's uplink and ingest are Paho, so these say how much of the gap to the bridge is
 # the client library's and how much is the gateway's own (the buffer, routing, the loop).
 
+# One relay (edge -> relay binary -> cloud, no buffer): REPEAT streams of N, then latency.
+relay_run() {  # key label binary
+    local key=$1 label=$2 d=$TMP/paho
+    "$3" relay --uri "tcp://127.0.0.1:$CLOUD_PORT" --edge-uri "tcp://127.0.0.1:$EDGE_PORT" \
+        --filter 'devices/#' --count $((2000 + (N + LAT_RATE * LAT_SECONDS) * REPEAT)) \
+        --window "$INFLIGHT" --mqtt-version "$MQTT_VERSION" --idle-ms 30000 \
+        >"$d/$key.out" 2>"$d/$key.err" &
+    local relay=$!
+    PIDS+=("$relay")
+    wait_log "$d/$key.out" "ready=1" 15
+    consumer "$d/$key.warm.out" "gateways/bench/devices/#" 2000
+    publish "$d/$key.warm.pub" 2000
+    wait_consumer
+    local rates=() i
+    for ((i = 1; i <= REPEAT; i++)); do
+        log "$label: stream of $N messages (run $i/$REPEAT)"
+        consumer "$d/$key.$i.out" "gateways/bench/devices/#" "$N"
+        publish "$d/$key.$i.pub" "$N"
+        wait_consumer
+        rates+=("$(calc "round($(kv "$d/$key.$i.out" unique)/(($(kv "$d/$key.$i.out" last_ns)-$(kv "$d/$key.$i.pub" start_ns))/1e9))")")
+        check_delivery "$label run $i" "$d/$key.$i.out" "$N"
+    done
+    R[$key]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n "$(((REPEAT + 1) / 2))p")
+    log "$label: ${R[$key]} msg/s end to end"
+    latency_runs "$key" "$d" "gateways/bench/devices/#"
+    stop "$relay"
+}
+
 paho_run() {
     local d=$TMP/paho
     mkdir -p "$d"
@@ -582,56 +610,9 @@ paho_run() {
     start_edge "$d/edge" plain
 
     # (a') relay: edge -> Paho subscriber -> forwarding thread -> Paho publisher -> cloud.
-    "$PAHO_BENCH" relay --uri "tcp://127.0.0.1:$CLOUD_PORT" --edge-uri "tcp://127.0.0.1:$EDGE_PORT" \
-        --filter 'devices/#' --count $((2000 + (N + LAT_RATE * LAT_SECONDS) * REPEAT)) \
-        --window "$INFLIGHT" \
-        --mqtt-version "$MQTT_VERSION" --idle-ms 30000 >"$d/relay.out" 2>"$d/relay.err" &
-    local relay=$!
-    PIDS+=("$relay")
-    wait_log "$d/relay.out" "ready=1" 15
-    consumer "$d/warm.out" "gateways/bench/devices/#" 2000
-    publish "$d/warm.pub" 2000
-    wait_consumer
-    local rates=() i
-    for ((i = 1; i <= REPEAT; i++)); do
-        log "paho relay: stream of $N messages (run $i/$REPEAT)"
-        consumer "$d/relay.$i.out" "gateways/bench/devices/#" "$N"
-        publish "$d/relay.$i.pub" "$N"
-        wait_consumer
-        rates+=("$(calc "round($(kv "$d/relay.$i.out" unique)/(($(kv "$d/relay.$i.out" last_ns)-$(kv "$d/relay.$i.pub" start_ns))/1e9))")")
-        check_delivery "paho relay run $i" "$d/relay.$i.out" "$N"
-    done
-    R[relay]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n "$(((REPEAT + 1) / 2))p")
-    log "paho relay: ${R[relay]} msg/s end to end"
-    latency_runs relay "$d" "gateways/bench/devices/#"
-    stop "$relay"
-
+    relay_run relay "paho relay" "$PAHO_BENCH"
     # (a'') the same relay on libmosquitto from one poll() loop: an event-loop client, no threads.
-    if [[ -n $MOSQ_BENCH ]]; then
-        "$MOSQ_BENCH" relay --uri "tcp://127.0.0.1:$CLOUD_PORT" \
-            --edge-uri "tcp://127.0.0.1:$EDGE_PORT" --filter 'devices/#' \
-            --count $((2000 + (N + LAT_RATE * LAT_SECONDS) * REPEAT)) --window "$INFLIGHT" \
-            --mqtt-version "$MQTT_VERSION" --idle-ms 30000 >"$d/mosq.out" 2>"$d/mosq.err" &
-        relay=$!
-        PIDS+=("$relay")
-        wait_log "$d/mosq.out" "ready=1" 15
-        consumer "$d/mwarm.out" "gateways/bench/devices/#" 2000
-        publish "$d/mwarm.pub" 2000
-        wait_consumer
-        rates=()
-        for ((i = 1; i <= REPEAT; i++)); do
-            log "libmosquitto relay: stream of $N messages (run $i/$REPEAT)"
-            consumer "$d/mosq.$i.out" "gateways/bench/devices/#" "$N"
-            publish "$d/mosq.$i.pub" "$N"
-            wait_consumer
-            rates+=("$(calc "round($(kv "$d/mosq.$i.out" unique)/(($(kv "$d/mosq.$i.out" last_ns)-$(kv "$d/mosq.$i.pub" start_ns))/1e9))")")
-            check_delivery "libmosquitto relay run $i" "$d/mosq.$i.out" "$N"
-        done
-        R[mosqrelay]=$(printf '%s\n' "${rates[@]}" | sort -n | sed -n "$(((REPEAT + 1) / 2))p")
-        log "libmosquitto relay: ${R[mosqrelay]} msg/s end to end"
-        latency_runs mosqrelay "$d" "gateways/bench/devices/#"
-        stop "$relay"
-    fi
+    [[ -z $MOSQ_BENCH ]] || relay_run mosqrelay "libmosquitto relay" "$MOSQ_BENCH"
 
     # (c') publisher: N messages as fast as the in-flight window allows.
     log "paho publisher: $N messages"
