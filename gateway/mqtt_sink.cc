@@ -16,6 +16,8 @@ int64_t unix_ms() {
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
+bool is_v5(const sink_config& c) { return c.mqtt_version == 5; }
+
 sink_limits limits_of(const sink_config& c) {
     sink_limits l;
     l.window = static_cast<size_t>(c.inflight);
@@ -113,14 +115,8 @@ mqtt_sink::~mqtt_sink() {
 }
 
 // --- link: one Paho client ------------------------------------------------------------------
-// The static functions below are Paho's callbacks (Paho threads). Paho C wants the MQTT 5
+// The captureless lambdas below are Paho's callbacks (Paho threads). Paho C wants the MQTT 5
 // flavour of the success and failure callbacks on an MQTT 5 client and the plain one otherwise.
-
-namespace {
-
-bool is_v5(const sink_config& c) { return c.mqtt_version == 5; }
-
-}  // namespace
 
 mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(generation) {
     const sink_config& c = sink.cfg_;
