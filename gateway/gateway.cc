@@ -57,16 +57,6 @@ struct job {
     }
 };
 
-struct control_reply {
-    uv_write_t req{};
-    uv_pipe_t* client = nullptr;
-    std::string body;
-};
-
-void close_and_free(uv_handle_t* h) {
-    uv_close(h, [](uv_handle_t* p) { delete reinterpret_cast<uv_pipe_t*>(p); });
-}
-
 }  // namespace
 
 namespace {
@@ -472,11 +462,7 @@ void gateway::shutdown() {
     for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
         uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
     }
-    if (control_open_) {
-        uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
-        control_open_ = false;
-        ::unlink((cfg_.data_dir + "/control.sock").c_str());
-    }
+    if (control_) control_->stop();
 }
 
 std::string gateway::gateway_status(const char* state) {
@@ -532,48 +518,13 @@ nlohmann::json gateway::status_json() {
 }
 
 void gateway::start_control_socket() {
+    control_ = std::make_unique<control_server>(&loop_);
+    control_->on_sync("status", [this](const nlohmann::json&) { return status_json(); });
     const std::string path = cfg_.data_dir + "/control.sock";
-    ::unlink(path.c_str());  // a stale socket from a killed predecessor
-    uv_pipe_init(&loop_, &control_, 0);
-    control_.data = this;
-    int rc = uv_pipe_bind(&control_, path.c_str());
-    if (rc == 0) {
-        rc = uv_listen(
-            reinterpret_cast<uv_stream_t*>(&control_), 16, [](uv_stream_t* server, int status) {
-                if (status < 0) return;
-                auto* self = static_cast<gateway*>(server->data);
-                auto* client = new uv_pipe_t;
-                uv_pipe_init(server->loop, client, 0);
-                if (uv_accept(server, reinterpret_cast<uv_stream_t*>(client)) != 0) {
-                    close_and_free(reinterpret_cast<uv_handle_t*>(client));
-                    return;
-                }
-                auto* reply = new control_reply;
-                reply->client = client;
-                try {
-                    reply->body = self->status_json().dump() + "\n";
-                } catch (const std::exception& e) {
-                    reply->body = nlohmann::json{{"error", e.what()}}.dump() + "\n";
-                }
-                uv_buf_t buf =
-                    uv_buf_init(reply->body.data(), static_cast<unsigned>(reply->body.size()));
-                reply->req.data = reply;
-                uv_write(
-                    &reply->req, reinterpret_cast<uv_stream_t*>(client), &buf, 1,
-                    [](uv_write_t* req, int) {
-                        std::unique_ptr<control_reply> r(static_cast<control_reply*>(req->data));
-                        close_and_free(reinterpret_cast<uv_handle_t*>(r->client));
-                    });
-            });
-    }
-    if (rc != 0) {
+    if (int rc = control_->start(path); rc != 0) {
         log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work",
                                    path, uv_strerror(rc));
-        uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
-        return;
     }
-    ::chmod(path.c_str(), 0660);
-    control_open_ = true;
 }
 
 }  // namespace egw

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/config.h"
+#include "gateway/control.h"
 #include "gateway/counters.h"
 #include "gateway/events.h"
 #include "gateway/ingest.h"
@@ -73,8 +74,7 @@ private:
     uv_timer_t tick_{};
     uv_timer_t ack_timer_{};
     uv_signal_t sigterm_{}, sigint_{}, sighup_{};
-    uv_pipe_t control_{};
-    bool control_open_ = false;
+    std::unique_ptr<control_server> control_;
     bool ack_job_running_ = false;
     bool maintenance_running_ = false;
     bool held_job_running_ = false;
