@@ -138,10 +138,10 @@ void gateway::apply_sinks_and_routes(const config& next) {
             ++it;
             continue;
         }
-        mqtt_sink& s = *it->second;
+        sink& s = *it->second;
         lg->info("sink {} {}", name, n == next.sinks.end() ? "removed" : "changed");
         try {
-            buf_->ack(s.bit(), s.machine().ack_committed(), s.machine().acked_through());
+            buf_->ack(s.bit(), s.ack_committed(), s.acked_through());
         } catch (const std::exception& e) {
             log::get("buffer")->error("committing acks of {}: {}", name, e.what());
         }
@@ -156,8 +156,7 @@ void gateway::apply_sinks_and_routes(const config& next) {
         int bit = buf_->sink_bit(name);
         bits[name] = bit;
         int id = next_sink_id_++;
-        sinks_.emplace(
-            id, std::make_unique<mqtt_sink>(id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_));
+        sinks_.emplace(id, make_sink({id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_, &loop_}));
     }
     uint64_t in_use = 0;
     for (const auto& [name, bit] : bits) in_use |= uint64_t{1} << bit;
@@ -230,12 +229,12 @@ void gateway::pump_all() {
     ingest_->pump();
     // Before the sinks pump: a sink that just connected reads the buffer in its pump().
     bool connected = false;
-    for (auto& [id, s] : sinks_) connected = connected || s->machine().connected();
+    for (auto& [id, s] : sinks_) connected = connected || s->wants_live();
     ingest_->set_live_wanted(connected);
     bool inflight = false;
     for (auto& [id, s] : sinks_) {
         s->pump();
-        inflight = inflight || s->machine().inflight() > 0;
+        inflight = inflight || s->polls_acks();
     }
     const bool active = uv_is_active(reinterpret_cast<uv_handle_t*>(&ack_timer_));
     if (inflight && !active) {
@@ -267,8 +266,7 @@ void gateway::on_events(std::vector<event>& batch) {
     // Acknowledged rows are removed every tick; sooner only when many have piled up, because
     // each removal is a write transaction that ingest must wait for.
     uint64_t backlog = 0;
-    for (auto& [id, s] : sinks_)
-        backlog += s->machine().acked_through() - s->machine().ack_committed();
+    for (auto& [id, s] : sinks_) backlog += s->acked_through() - s->ack_committed();
     if (backlog >= ack_batch_rows) schedule_acks();
 }
 
@@ -308,9 +306,8 @@ void gateway::schedule_acks() {
     };
     auto ranges = std::make_shared<std::vector<range>>();
     for (auto& [id, s] : sinks_) {
-        const auto& m = s->machine();
-        if (m.acked_through() > m.ack_committed()) {
-            ranges->push_back({id, s->bit(), m.ack_committed(), m.acked_through()});
+        if (s->acked_through() > s->ack_committed()) {
+            ranges->push_back({id, s->bit(), s->ack_committed(), s->acked_through()});
         }
     }
     if (ranges->empty()) return;
@@ -336,7 +333,7 @@ void gateway::schedule_acks() {
             }
             for (const range& r : *ranges) {
                 if (auto it = sinks_.find(r.sink_id); it != sinks_.end()) {
-                    it->second->machine().ack_commit_done(r.through);
+                    it->second->ack_commit_done(r.through);
                 }
             }
         });
@@ -446,7 +443,7 @@ void gateway::shutdown() {
     mb_->drain();
     for (auto& [id, s] : sinks_) {
         try {
-            buf_->ack(s->bit(), s->machine().ack_committed(), s->machine().acked_through());
+            buf_->ack(s->bit(), s->ack_committed(), s->acked_through());
         } catch (const std::exception& e) {
             lg->error("committing acks of {}: {}", s->config().name, e.what());
         }

@@ -20,8 +20,8 @@
 #include "gateway/events.h"
 #include "gateway/ingest.h"
 #include "gateway/mailbox.h"
-#include "gateway/mqtt_sink.h"
 #include "gateway/router.h"
+#include "gateway/sinks/sink.h"
 #include "storage/buffer.h"
 
 namespace egw {
@@ -67,8 +67,8 @@ private:
     router router_;
     std::unique_ptr<mailbox<event>> mb_;
     std::unique_ptr<ingest> ingest_;
-    std::map<int, std::unique_ptr<mqtt_sink>> sinks_;  // by id; ids are never reused
-    std::vector<std::unique_ptr<mqtt_sink>> retired_;  // replaced on reload; Paho may still call
+    std::map<int, std::unique_ptr<sink>> sinks_;  // by id; ids are never reused
+    std::vector<std::unique_ptr<sink>> retired_;  // replaced on reload; Paho may still call
     int next_sink_id_ = 1;
 
     uv_timer_t tick_{};
