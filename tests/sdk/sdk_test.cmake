@@ -11,6 +11,16 @@ function(step what)
     message(STATUS "${what}: ok")
 endfunction()
 
+# docs/plugins.md quotes the example files verbatim: the guide shows what this test builds.
+foreach(f every_nth.c CMakeLists.txt)
+    file(READ ${EXAMPLE_DIR}/${f} text)
+    file(READ ${DOC} doc)
+    string(FIND "${doc}" "${text}" at)
+    if(at EQUAL -1)
+        message(FATAL_ERROR "docs/plugins.md does not quote docs/examples/plugin/${f} verbatim")
+    endif()
+endforeach()
+
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 step("install the gateway into ${prefix}" ${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
