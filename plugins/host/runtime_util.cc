@@ -27,26 +27,37 @@ std::string check_output(output& out, bool suffix, std::string_view input_topic,
     return {};
 }
 
+namespace {
+
+spdlog::level::level_enum to_spdlog(int level) {
+    switch (level) {
+        case EGW_LOG_DEBUG:
+            return spdlog::level::debug;
+        case EGW_LOG_INFO:
+            return spdlog::level::info;
+        case EGW_LOG_WARN:
+            return spdlog::level::warn;
+        default:
+            return spdlog::level::err;
+    }
+}
+
+}  // namespace
+
+void plugin_log_line(int level, std::string_view line) noexcept {
+    try {
+        auto logger = spdlog::get("plugins");
+        if (!logger) logger = spdlog::default_logger();
+        logger->log(to_spdlog(level), "{}", line);
+    } catch (...) {
+    }
+}
+
 void plugin_log(std::string_view instance_name, int level, std::string_view text) noexcept {
     try {
         auto logger = spdlog::get("plugins");
         if (!logger) logger = spdlog::default_logger();
-        spdlog::level::level_enum lvl = spdlog::level::info;
-        switch (level) {
-            case EGW_LOG_DEBUG:
-                lvl = spdlog::level::debug;
-                break;
-            case EGW_LOG_INFO:
-                lvl = spdlog::level::info;
-                break;
-            case EGW_LOG_WARN:
-                lvl = spdlog::level::warn;
-                break;
-            default:
-                lvl = spdlog::level::err;
-                break;
-        }
-        logger->log(lvl, "{}: {}", instance_name, text);
+        logger->log(to_spdlog(level), "{}: {}", instance_name, text);
     } catch (...) {
         // Logging must never take a plugin call down.
     }

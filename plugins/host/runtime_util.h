@@ -23,6 +23,9 @@ std::string check_output(output& out, bool suffix, std::string_view input_topic,
 // the default logger otherwise). level is EGW_LOG_*. Never throws.
 void plugin_log(std::string_view instance_name, int level, std::string_view text) noexcept;
 
+// A line that already names its instance (forwarded from an isolated child).
+void plugin_log_line(int level, std::string_view line) noexcept;
+
 // CLOCK_MONOTONIC in nanoseconds.
 int64_t monotonic_ns() noexcept;
 
