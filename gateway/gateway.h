@@ -19,6 +19,7 @@
 #include "gateway/events.h"
 #include "gateway/ingest.h"
 #include "gateway/mailbox.h"
+#include "gateway/metrics.h"
 #include "gateway/mqtt_sink.h"
 #include "gateway/router.h"
 #include "storage/buffer.h"
@@ -56,6 +57,7 @@ private:
     nlohmann::json status_json();
     std::string gateway_status(const char* state);
     void start_control_socket();
+    void start_metrics();
     void pump_all();
 
     config cfg_;
@@ -74,6 +76,8 @@ private:
     uv_timer_t ack_timer_{};
     uv_signal_t sigterm_{}, sigint_{}, sighup_{};
     uv_pipe_t control_{};
+    std::unique_ptr<lag_probe> lag_;           // always on: status and /metrics show it
+    std::unique_ptr<metrics_server> metrics_;  // when metrics.listen is set
     bool control_open_ = false;
     bool ack_job_running_ = false;
     bool maintenance_running_ = false;
