@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/config.h"
+#include "gateway/metrics.h"  // parse_listen
 
 #include <unistd.h>
 
@@ -215,6 +216,13 @@ config build(const json& doc, std::vector<config_problem>& problems) {
                                                                    : storage::sync_mode::normal;
         c.buffer.commit = b.value("commit", "each") == "group" ? storage::commit_mode::group
                                                                : storage::commit_mode::each;
+    }
+    if (doc.contains("metrics")) {
+        c.metrics_listen = doc["metrics"].value("listen", "");
+        std::string host;
+        uint16_t port = 0;
+        if (!c.metrics_listen.empty() && !parse_listen(c.metrics_listen, host, port))
+            problems.push_back({"metrics.listen", "is not host:port (e.g. 127.0.0.1:9883)"});
     }
     // The control socket lives in data_dir; sun_path holds 107 bytes and a terminating NUL.
     if (c.data_dir.size() + sizeof("/control.sock") > 108) {

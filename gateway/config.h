@@ -85,6 +85,7 @@ struct config {
     std::vector<route> routes;
     std::map<std::string, sink_config> sinks;
     storage::buffer_options buffer;  // path filled in from data_dir
+    std::string metrics_listen;      // "host:port" of the /metrics listener; empty: off
 };
 
 struct config_problem {

@@ -191,6 +191,7 @@ int gateway::run() {
     started_ = last_rate_tick_ = last_maintain_ = last_watchdog_ = clock::now();
     last_status_ = clock::time_point{};
     start_control_socket();
+    start_metrics();
 
     uv_timer_init(&loop_, &tick_);
     tick_.data = this;
@@ -401,8 +402,11 @@ void gateway::reload() {
     try {
         config next = load_config(config_path_);
         if (next.local.uri != cfg_.local.uri || next.local.client_id != cfg_.local.client_id ||
-            next.data_dir != cfg_.data_dir || next.gateway_id != cfg_.gateway_id) {
-            lg->warn("reload: changes to gateway_id, data_dir and local take effect at restart");
+            next.data_dir != cfg_.data_dir || next.gateway_id != cfg_.gateway_id ||
+            next.metrics_listen != cfg_.metrics_listen) {
+            lg->warn(
+                "reload: changes to gateway_id, data_dir, local and metrics take effect at "
+                "restart");
         }
         if (!log::set_level(next.log_level))
             lg->warn("reload: unknown log_level {}", next.log_level);
@@ -459,24 +463,45 @@ void gateway::shutdown() {
     for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
         uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
     }
+    if (metrics_) metrics_->close();
+    if (lag_) lag_->close();
     if (control_) control_->stop();
 }
 
+// The retained status topic carries what `status --json` and /metrics show (plus the state and
+// the short keys it had before), so the cloud sees the same figures as a local operator.
 std::string gateway::gateway_status(const char* state) {
-    return nlohmann::json{{"gateway_id", cfg_.gateway_id},
-                          {"state", state},
-                          {"version", version},
-                          {"uptime_s", seconds_since(started_)},
-                          {"buffer_rows", buf_->total().rows.load()},
-                          {"received", cnt_.received.load()},
-                          {"acked", cnt_.acked.load()}}
-        .dump();
+    nlohmann::json j = status_json();
+    j["state"] = state;
+    j["buffer_rows"] = buf_->total().rows.load();
+    j["received"] = cnt_.received.load();
+    j["acked"] = cnt_.acked.load();
+    return j.dump();
+}
+
+void gateway::start_metrics() {
+    lag_ = std::make_unique<lag_probe>(&loop_);
+    if (cfg_.metrics_listen.empty()) return;
+    try {
+        metrics_ = std::make_unique<metrics_server>(
+            &loop_, cfg_.metrics_listen, [this] { return status_json(); }, &lag_->histogram());
+        log::get("metrics")->info("serving http://{}/metrics", cfg_.metrics_listen);
+    } catch (const std::exception& e) {
+        // Not fatal: the data path does not depend on metrics.
+        log::get("metrics")->error("{}; no /metrics", e.what());
+    }
 }
 
 nlohmann::json gateway::status_json() {
     using nlohmann::json;
     json sinks = json::object();
-    for (auto& [id, s] : sinks_) sinks[s->config().name] = s->status();
+    double oldest_age_s = 0;
+    for (auto& [id, s] : sinks_) {
+        json st = s->status();
+        oldest_age_s = std::max(oldest_age_s, st.value("oldest_age_s", 0.0));
+        sinks[s->config().name] = std::move(st);
+    }
+    const lag_histogram& lag = lag_ ? lag_->histogram() : lag_histogram{};
     const auto& b = cfg_.buffer;
     return {
         {"gateway_id", cfg_.gateway_id},
@@ -504,6 +529,7 @@ nlohmann::json gateway::status_json() {
          {{"path", b.path},
           {"rows", buf_->total().rows.load()},
           {"bytes", buf_->total().bytes.load()},
+          {"oldest_age_s", oldest_age_s},
           {"max_bytes", b.max_bytes},
           {"when_full", policy_name(b.policy)},
           {"synchronous", b.sync == storage::sync_mode::full ? "full" : "normal"},
@@ -511,6 +537,9 @@ nlohmann::json gateway::status_json() {
           {"last_seq", buf_->last_seq()},
           {"degraded", buf_->quarantined()},
           {"quarantined", buf_->quarantined() ? json(buf_->quarantined_path()) : json(nullptr)}}},
+        {"loop",
+         {{"lag_max_s", lag.max},
+          {"lag_mean_s", lag.count ? lag.sum / static_cast<double>(lag.count) : 0.0}}},
         {"sinks", sinks}};
 }
 

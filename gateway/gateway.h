@@ -20,6 +20,7 @@
 #include "gateway/events.h"
 #include "gateway/ingest.h"
 #include "gateway/mailbox.h"
+#include "gateway/metrics.h"
 #include "gateway/router.h"
 #include "gateway/sinks/sink.h"
 #include "storage/buffer.h"
@@ -57,6 +58,7 @@ private:
     nlohmann::json status_json();
     std::string gateway_status(const char* state);
     void start_control_socket();
+    void start_metrics();
     void pump_all();
 
     config cfg_;
@@ -75,6 +77,8 @@ private:
     uv_timer_t ack_timer_{};
     uv_signal_t sigterm_{}, sigint_{}, sighup_{};
     std::unique_ptr<control_server> control_;
+    std::unique_ptr<lag_probe> lag_;           // always on: status and /metrics show it
+    std::unique_ptr<metrics_server> metrics_;  // when metrics.listen is set
     bool ack_job_running_ = false;
     bool maintenance_running_ = false;
     bool held_job_running_ = false;
