@@ -81,6 +81,7 @@ public:
         : host_(host), log_(host, ctx) {
         check_known_keys(config, {"field", "window_s"});
         field_ = required_field_path(config, "field");
+        reader_.emplace(field_);
         auto it = config.find("window_s");
         if (it == config.end()) throw config_error("window_s: required");
         if (!it->is_number_integer() || it->get<int64_t>() <= 0)
@@ -92,9 +93,8 @@ public:
 
     int on_message(const egw_message* m, egw_call* call) {
         std::string_view topic(m->topic, m->topic_len);
-        json doc = parse_payload(m->payload, m->payload_len);
         double v = 0;
-        auto st = read_number(doc, field_, v);
+        auto st = reader_->read(m->payload, m->payload_len, v);
         if (st != reading_status::ok) {
             skip(st, topic);
         } else {
@@ -276,6 +276,7 @@ private:
     const egw_host* host_;
     logger log_;
     std::string field_;
+    std::optional<field_reader> reader_;  // set in the constructor; optional only for its order
     int64_t width_ms_ = 0;
     std::map<std::string, series, std::less<>> series_;
     counters counters_;
