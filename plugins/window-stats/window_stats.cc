@@ -13,8 +13,9 @@
 // Skipped, never failed: a payload that is not JSON, lacks the field, or holds a non-number
 // there is counted and logged at debug level and the hook returns EGW_OK (a reading without the
 // field is the sensor's business, not a plugin failure). A reading older than a window already
-// summarized on its topic ("late") is counted and logged at warn level: counting it elsewhere
-// would put it in a summary that is not the one of its ingest time.
+// summarized on its topic, or older than its open window (the clock stepped back), is "late":
+// counted and logged at warn level, since counting it elsewhere would put it in a summary that
+// is not the one of its ingest time.
 //
 // State: the open windows (count, min, max, sum, Welford's mean and M2, last), the end of the
 // last summarized window per topic, and the skip counters; on_snapshot writes all of it with
@@ -108,7 +109,8 @@ public:
             if ((s.open && start < s.w.start_ms) || (!s.open && start < s.closed_until_ms)) {
                 ++counters_.late;
                 log_.warn("late reading on " + std::string(topic) + " at ts_ms " +
-                          std::to_string(m->ts_ms) + ": its window was already summarized (" +
+                          std::to_string(m->ts_ms) +
+                          ": older than the topic's open or last summarized window (" +
                           std::to_string(counters_.late) + " late so far)");
             } else {
                 if (!s.open) {
