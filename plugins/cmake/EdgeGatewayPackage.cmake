@@ -3,10 +3,9 @@
 # The installed CMake package for out-of-tree plugins: find_package(EdgeGateway) gives
 # EdgeGateway::plugin (the installed header, from the egw_plugin_abi target) and egw_add_plugin().
 # Installed to ${CMAKE_INSTALL_LIBDIR}/cmake/EdgeGateway. Included from plugins/CMakeLists.txt
-# after egw_plugin_abi is defined.
+# after egw_plugin_abi is defined and after EgwPlugin.cmake (EGW_PLUGIN_INSTALL_DIR).
 include(CMakePackageConfigHelpers)
 
-set(EGW_PLUGIN_INSTALL_DIR ${CMAKE_INSTALL_LIBDIR}/edge-gateway/plugins)
 set(egw_package_dir ${CMAKE_INSTALL_LIBDIR}/cmake/EdgeGateway)
 
 set_target_properties(egw_plugin_abi PROPERTIES EXPORT_NAME plugin)

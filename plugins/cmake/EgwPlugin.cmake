@@ -6,13 +6,20 @@
 # gateway finds it as NAME.so in its plugin dirs and a route can name it "NAME"), compiled with
 # hidden visibility so that the only exported symbol is egw_plugin_entry (EGW_EXPORT in
 # plugin.h). The library is written to ${CMAKE_BINARY_DIR}/plugins/ and, unless NO_INSTALL is
-# given, installed to DESTINATION (default ${CMAKE_INSTALL_LIBDIR}/edge-gateway/plugins).
+# given, installed to DESTINATION (default ${EGW_PLUGIN_INSTALL_DIR}, lib/edge-gateway/plugins).
 #
 # The same file serves the gateway's own build (it links egw::plugin_abi, the header in the source
 # tree) and out-of-tree authors through find_package(EdgeGateway) (it links EdgeGateway::plugin,
 # the installed header). Plugins may be C or C++; a C++ plugin must catch its exceptions itself.
 include_guard(GLOBAL)
 include(GNUInstallDirs)
+
+# Where plugins install, relative to the prefix: lib/edge-gateway/plugins, so that under /usr they
+# land in /usr/lib/edge-gateway/plugins, the default of the gateway's plugins.dirs and the folder
+# the .deb creates. Not ${CMAKE_INSTALL_LIBDIR}: on Debian that is lib/<multiarch> under /usr, where
+# the gateway would not look.
+set(EGW_PLUGIN_INSTALL_DIR "lib/edge-gateway/plugins"
+    CACHE STRING "Install folder of plugins, relative to CMAKE_INSTALL_PREFIX")
 
 function(egw_add_plugin NAME)
     cmake_parse_arguments(PARSE_ARGV 1 arg "NO_INSTALL" "DESTINATION" "")
@@ -48,7 +55,7 @@ function(egw_add_plugin NAME)
     endif()
     if(NOT arg_NO_INSTALL)
         if(NOT arg_DESTINATION)
-            set(arg_DESTINATION ${CMAKE_INSTALL_LIBDIR}/edge-gateway/plugins)
+            set(arg_DESTINATION ${EGW_PLUGIN_INSTALL_DIR})
         endif()
         install(TARGETS ${NAME} LIBRARY DESTINATION ${arg_DESTINATION})
     endif()

@@ -36,6 +36,7 @@ public:
     deadband(const egw_host* host, void* ctx, const json& config) : host_(host), log_(host, ctx) {
         check_known_keys(config, {"field", "delta", "max_silence_s"});
         field_ = required_field_path(config, "field");
+        reader_.emplace(field_);
         auto delta = optional_number(config, "delta");
         if (!delta) throw config_error("delta: required");
         if (*delta < 0) throw config_error("delta: must be a number >= 0");
@@ -49,9 +50,8 @@ public:
 
     int on_message(const egw_message* m, egw_call* call) {
         std::string_view topic(m->topic, m->topic_len);
-        json doc = parse_payload(m->payload, m->payload_len);
         double v = 0;
-        auto st = read_number(doc, field_, v);
+        auto st = reader_->read(m->payload, m->payload_len, v);
         if (st != reading_status::ok) {
             ++skipped_;
             log_.debug("skipped a reading on " + std::string(topic) + " (" + field_ +
@@ -106,6 +106,7 @@ private:
     const egw_host* host_;
     logger log_;
     std::string field_;
+    std::optional<field_reader> reader_;  // set in the constructor; optional only for its order
     double delta_ = 0;
     int64_t max_silence_ms_ = 0;  // 0: no max silence
     std::map<std::string, last_forwarded, std::less<>> last_;

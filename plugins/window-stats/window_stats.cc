@@ -13,8 +13,9 @@
 // Skipped, never failed: a payload that is not JSON, lacks the field, or holds a non-number
 // there is counted and logged at debug level and the hook returns EGW_OK (a reading without the
 // field is the sensor's business, not a plugin failure). A reading older than a window already
-// summarized on its topic ("late") is counted and logged at warn level: counting it elsewhere
-// would put it in a summary that is not the one of its ingest time.
+// summarized on its topic, or older than its open window (the clock stepped back), is "late":
+// counted and logged at warn level, since counting it elsewhere would put it in a summary that
+// is not the one of its ingest time.
 //
 // State: the open windows (count, min, max, sum, Welford's mean and M2, last), the end of the
 // last summarized window per topic, and the skip counters; on_snapshot writes all of it with
@@ -81,6 +82,7 @@ public:
         : host_(host), log_(host, ctx) {
         check_known_keys(config, {"field", "window_s"});
         field_ = required_field_path(config, "field");
+        reader_.emplace(field_);
         auto it = config.find("window_s");
         if (it == config.end()) throw config_error("window_s: required");
         if (!it->is_number_integer() || it->get<int64_t>() <= 0)
@@ -92,9 +94,8 @@ public:
 
     int on_message(const egw_message* m, egw_call* call) {
         std::string_view topic(m->topic, m->topic_len);
-        json doc = parse_payload(m->payload, m->payload_len);
         double v = 0;
-        auto st = read_number(doc, field_, v);
+        auto st = reader_->read(m->payload, m->payload_len, v);
         if (st != reading_status::ok) {
             skip(st, topic);
         } else {
@@ -108,7 +109,8 @@ public:
             if ((s.open && start < s.w.start_ms) || (!s.open && start < s.closed_until_ms)) {
                 ++counters_.late;
                 log_.warn("late reading on " + std::string(topic) + " at ts_ms " +
-                          std::to_string(m->ts_ms) + ": its window was already summarized (" +
+                          std::to_string(m->ts_ms) +
+                          ": older than the topic's open or last summarized window (" +
                           std::to_string(counters_.late) + " late so far)");
             } else {
                 if (!s.open) {
@@ -276,6 +278,7 @@ private:
     const egw_host* host_;
     logger log_;
     std::string field_;
+    std::optional<field_reader> reader_;  // set in the constructor; optional only for its order
     int64_t width_ms_ = 0;
     std::map<std::string, series, std::less<>> series_;
     counters counters_;

@@ -164,7 +164,6 @@ hook_result plugin_harness::timer(int64_t now_ms) {
     call.result = &r;
     call.timer_ms = &timer_ms_;
     call.max_output_bytes = max_output_bytes;
-    int64_t fired = timer_ms_;
     timer_ms_ = 0;  // a fired timer is spent unless the hook asks again
     try {
         r.rc = desc_->on_timer(instance_, now_ms, &call);
@@ -174,7 +173,6 @@ hook_result plugin_harness::timer(int64_t now_ms) {
     } catch (...) {
         r.threw = true;
     }
-    (void)fired;
     if (!r.ok()) r.outputs.clear();
     return r;
 }

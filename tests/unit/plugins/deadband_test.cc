@@ -81,6 +81,15 @@ TEST_F(Deadband, MaxSilenceForwardsAnUnchangedReading) {
     EXPECT_EQ(lib_.descriptor().on_timer, nullptr);
 }
 
+TEST_F(Deadband, FractionalMaxSilence) {
+    auto h = make(R"({"field":"temp","delta":100,"max_silence_s":0.5})");
+    auto idx = forwarded(*h, {{R"({"temp":1})", kT0},
+                              {R"({"temp":1})", kT0 + 499},
+                              {R"({"temp":1})", kT0 + 500},
+                              {R"({"temp":1})", kT0 + 999}});
+    EXPECT_EQ(idx, (std::vector<int>{0, 2}));
+}
+
 TEST_F(Deadband, DeltaZeroForwardsEveryReading) {
     auto h = make(R"({"field":"temp","delta":0})");
     auto idx = forwarded(*h, {{R"({"temp":1})", kT0},

@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 
@@ -95,6 +96,20 @@ TEST(Fixtures, SegfaultAndHangLoadAndEchoHarmlessMessages) {
     }
     plugin_library hang(plugin_path("egw_fx_hang"));
     EXPECT_TRUE(hang.descriptor().flags & EGW_PLUGIN_HEAVY);
+}
+
+TEST(Fixtures, SlowBurnsItsTimeOnThePool) {
+    plugin_library lib(plugin_path("egw_fx_slow"));
+    EXPECT_TRUE(lib.descriptor().flags & EGW_PLUGIN_HEAVY);
+    EXPECT_EQ(lib.descriptor().max_concurrent, 2u);
+    EXPECT_EQ(plugin_harness::rejection(lib, R"({"ms":-1})"),
+              "ms: must be an integer from 0 to 60000");
+    plugin_harness h(lib, R"({"ms": 30})");
+    auto start = std::chrono::steady_clock::now();
+    auto r = h.message("a", "x", kT0);
+    EXPECT_GE(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(30));
+    ASSERT_EQ(r.outputs.size(), 1u);
+    EXPECT_EQ(r.outputs[0].topic, "a/out");
 }
 
 TEST(Fixtures, OnlyTheEntrySymbolIsExported) {

@@ -177,6 +177,35 @@ TEST_F(WindowStats, BadReadingsAreSkippedCountedAndNeverFail) {
     EXPECT_EQ(h->count_logs(EGW_LOG_ERROR, ""), 0u);
 }
 
+TEST_F(WindowStats, DottedPathFollowsTheExactNesting) {
+    auto h = make(R"({"field":"a.b.c","window_s":10})");
+    struct probe {
+        const char* payload;
+        bool counted;
+    };
+    const probe probes[] = {
+        {R"({"a":{"b":{"c":1}}})", true},
+        {R"({"x":[{"a":5}],"a":{"z":{"c":9},"b":{"d":{"c":9},"c":2}}})", true},  // siblings ignored
+        {R"({"c":9,"b":{"c":9},"a":{"c":9}})", false},                           // wrong levels
+        {R"({"a":{"b":{"c":{"v":1}}}})", false},                                 // an object there
+        {R"({"a":{"b":[{"c":1}]}})", false},                                     // an array step
+        {R"({"a":{"b":{"c":1}},"a":{"b":{"c":4}}})", true},  // last duplicate wins
+        {R"({"a":{"b":{"c":-0.5e1}}})", true},
+    };
+    for (const auto& p : probes)
+        EXPECT_TRUE(h->message(kTopic, p.payload, kT0 + 1).ok()) << p.payload;
+    auto r = h->advance_to(kT0 + 10200);
+    ASSERT_EQ(r.outputs.size(), 1u);
+    json s = parse(r.outputs[0]);
+    // 1, 2, 4 (the duplicate's last value) and -5.
+    EXPECT_EQ(s["count"], 4);
+    EXPECT_EQ(s["min"].get<double>(), -5.0);
+    EXPECT_EQ(s["max"].get<double>(), 4.0);
+    EXPECT_EQ(s["mean"].get<double>(), 0.5);
+    EXPECT_EQ(s["last"].get<double>(), -5.0);
+    EXPECT_EQ(h->count_logs(EGW_LOG_DEBUG, "skipped a reading"), 3u);
+}
+
 TEST_F(WindowStats, TopicsHaveTheirOwnWindows) {
     auto h = make();
     h->message("devices/a/telemetry/t", reading(1), kT0 + 1000);
