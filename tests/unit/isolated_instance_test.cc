@@ -170,7 +170,7 @@ TEST(IsolatedInstance, ErrorReturnIsAnErrorWithTheLoggedReasonAndNoRestart) {
     EXPECT_NE(logged.str().find("iso: asked to fail"), std::string::npos) << logged.str();
 }
 
-TEST(IsolatedInstance, StateSurvivesARestartThroughTheCachedSnapshot) {
+TEST(IsolatedInstance, StateSurvivesARestartThroughSnapshotAndReplay) {
     auto inst = make_isolated_instance(spec_for(EGW_RT_COUNTER), fast_options());
     EXPECT_TRUE(inst->stateful());
     auto count = [&] {
@@ -183,9 +183,9 @@ TEST(IsolatedInstance, StateSurvivesARestartThroughTheCachedSnapshot) {
     std::string state;
     ASSERT_TRUE(inst->snapshot(state).ok());
     EXPECT_EQ(state.size(), 8u);
-    EXPECT_EQ(count(), "3");  // not in the snapshot: the stage replays it after a crash
+    EXPECT_EQ(count(), "3");  // after the snapshot: replayed into the new child
     EXPECT_EQ(inst->on_message(msg("t", "crash")).failure, failure_kind::crashed);
-    EXPECT_EQ(count(), "3");  // the new child restored count 2
+    EXPECT_EQ(count(), "4");  // snapshot (2) + replay of the 3rd message + this one
     EXPECT_EQ(inst->restarts(), 1u);
 
     // A snapshot given through restore() is the one a later restart uses.
@@ -193,7 +193,28 @@ TEST(IsolatedInstance, StateSurvivesARestartThroughTheCachedSnapshot) {
     ASSERT_TRUE(inst->restore(std::string_view(reinterpret_cast<char*>(&fifty), 8)).ok());
     EXPECT_EQ(count(), "51");
     EXPECT_EQ(inst->on_message(msg("t", "abort")).failure, failure_kind::crashed);
-    EXPECT_EQ(count(), "51");
+    EXPECT_EQ(count(), "52");
+    EXPECT_EQ(inst->restarts(), 2u);
+}
+
+TEST(IsolatedInstance, PastTheReplayLimitOnlyTheSnapshotIsRestored) {
+    auto o = fast_options();
+    o.max_replay_bytes = 300;  // room for about two journal entries
+    auto inst = make_isolated_instance(spec_for(EGW_RT_COUNTER), o);
+    auto count = [&] {
+        auto r = inst->on_message(msg("t", "x"));
+        return r.outputs.empty() ? std::string() : r.outputs[0].payload;
+    };
+    std::string state;
+    ASSERT_TRUE(inst->snapshot(state).ok());  // count 0
+    for (int i = 1; i <= 5; ++i) EXPECT_EQ(count(), std::to_string(i));
+    EXPECT_EQ(inst->on_message(msg("t", "crash")).failure, failure_kind::crashed);
+    EXPECT_EQ(count(), "1");  // back to the snapshot
+    // A new snapshot makes the journal whole again.
+    ASSERT_TRUE(inst->snapshot(state).ok());
+    EXPECT_EQ(count(), "2");
+    EXPECT_EQ(inst->on_message(msg("t", "crash")).failure, failure_kind::crashed);
+    EXPECT_EQ(count(), "3");
 }
 
 TEST(IsolatedInstance, FiveMegabytePayloadPassesThroughSharedMemory) {

@@ -364,5 +364,48 @@ TEST_F(LuaInstance, SnapshotMustReturnAString) {
     EXPECT_NE(r.reason.find("not a string"), std::string::npos) << r.reason;
 }
 
+// The example of docs/plugins-lua.md, taken from the doc itself so that the two cannot drift.
+TEST_F(LuaInstance, TheDocumentedExampleWorks) {
+    std::ifstream in(std::string(EGW_SOURCE_DIR) + "/docs/plugins-lua.md");
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto marker = doc.find("<!-- example: over_limit.lua");
+    ASSERT_NE(marker, std::string::npos);
+    auto begin = doc.find("```lua\n", marker);
+    ASSERT_NE(begin, std::string::npos);
+    begin += 7;
+    auto end = doc.find("```", begin);
+    std::string script = doc.substr(begin, end - begin);
+
+    EXPECT_THROW(make_lua_instance(spec(script, {{"limit", "high"}}, "over_limit.lua")),
+                 std::runtime_error);
+    auto inst = make_lua_instance(
+        spec(script, {{"field", "temp"}, {"limit", 80}, {"report_s", 10}}, "over_limit.lua"));
+    EXPECT_TRUE(inst->stateful());
+    auto r = inst->on_message(msg("devices/d1/telemetry/t", R"({"temp": 85.5})"));
+    ASSERT_TRUE(r.ok()) << r.reason;
+    ASSERT_EQ(r.outputs.size(), 1u);
+    EXPECT_EQ(r.outputs[0].topic, "devices/d1/telemetry/t/over");
+    EXPECT_EQ(r.outputs[0].priority, 2);
+    EXPECT_EQ(nlohmann::json::parse(r.outputs[0].payload),
+              nlohmann::json::parse(
+                  R"({"field": "temp", "value": 85.5, "limit": 80, "ts_ms": 1700000000123})"));
+    EXPECT_EQ(r.timer_ms, 1'700'000'010'123);
+    for (const char* p : {R"({"temp": 20})", R"({"hum": 50})", "not json", "\x01\x02"}) {
+        r = inst->on_message(msg("devices/d1/telemetry/t", p));
+        ASSERT_TRUE(r.ok()) << p << ": " << r.reason;
+        EXPECT_TRUE(r.outputs.empty()) << p;
+    }
+    r = inst->on_timer(1'700'000'010'200);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    ASSERT_EQ(r.outputs.size(), 1u);
+    EXPECT_EQ(r.outputs[0].topic, "gateways/over-limit/report");
+    EXPECT_EQ(nlohmann::json::parse(r.outputs[0].payload),
+              nlohmann::json::parse(R"({"alerts": 1, "ts_ms": 1700000010200})"));
+    EXPECT_EQ(r.timer_ms, 1'700'000'020'200);
+    std::string state;
+    ASSERT_TRUE(inst->snapshot(state).ok());
+    EXPECT_EQ(state, R"({"alerts":1})");
+}
+
 }  // namespace
 }  // namespace egw::plugins
