@@ -20,8 +20,10 @@
 //
 // Threads. heavy() is true, max_concurrent() is 1: a call blocks its worker-pool thread until
 // the child answers, the deadline passes, or the backoff before a restart elapses. Calls are
-// serialised by a mutex. Create and destroy on any one thread (the loop); the destructor closes
-// the socket, which makes the child exit, and reaps it (SIGKILL if it lingers).
+// serialised by a mutex. Create and destroy on any one thread (the loop); the destructor kills
+// (SIGKILL) and reaps the child. The child dies with the gateway through PR_SET_PDEATHSIG, which
+// Linux ties to the *thread* that started it: call from threads that live as long as the
+// instance (the loop, libuv's pool), not from a short-lived std::thread.
 #pragma once
 
 #include <cstdint>

@@ -115,6 +115,7 @@ private:
     std::string scratch_;           // json.encode's result, snapshot bytes
     json scratch_json_;             // json.decode's document
     std::string err_;               // a reason to raise once C++ scopes have ended
+    runtime::log_limiter log_limit_;
 };
 
 void* lua_instance::alloc(void* ud, void* ptr, size_t osize, size_t nsize) noexcept {
@@ -545,7 +546,7 @@ int lua_instance::l_log(lua_State* L) {
     }
     size_t n = 0;
     const char* text = luaL_checklstring(L, 2, &n);
-    runtime::plugin_log(s->name_, level, std::string_view(text, n));
+    s->log_limit_.log(s->name_, level, std::string_view(text, n));
     return 0;
 }
 
@@ -562,7 +563,7 @@ int lua_instance::l_print(lua_State* L) {
     luaL_pushresult(&b);
     size_t len = 0;
     const char* text = lua_tolstring(L, -1, &len);
-    runtime::plugin_log(s->name_, EGW_LOG_INFO, std::string_view(text, len));
+    s->log_limit_.log(s->name_, EGW_LOG_INFO, std::string_view(text, len));
     return 0;
 }
 

@@ -203,7 +203,7 @@ private:
 
     static void h_log(void* host_ctx, int level, const char* text, size_t len) {
         auto* self = static_cast<native_instance_in_child*>(host_ctx);
-        runtime::plugin_log(self->name_, level, std::string_view(text, len));
+        self->log_limit_.log(self->name_, level, std::string_view(text, len));
         if (level >= EGW_LOG_ERROR && self->current_ != nullptr) {
             try {
                 self->current_->last_error.assign(text, len);
@@ -273,6 +273,7 @@ private:
     void* inst_ = nullptr;
     egw_host host_{};
     egw_call_impl* current_ = nullptr;
+    runtime::log_limiter log_limit_;
 };
 
 bool ends_with(std::string_view s, std::string_view suffix) {

@@ -63,6 +63,33 @@ void plugin_log(std::string_view instance_name, int level, std::string_view text
     }
 }
 
+void log_limiter::log(std::string_view instance_name, int level, std::string_view text) noexcept {
+    uint64_t dropped = 0;
+    {
+        std::lock_guard lock(mu_);
+        int64_t now = monotonic_ns();
+        if (now - window_start_ns_ >= 1'000'000'000) {
+            window_start_ns_ = now;
+            in_window_ = 0;
+        }
+        if (in_window_ >= per_second_) {
+            ++dropped_;
+            return;
+        }
+        ++in_window_;
+        dropped = dropped_;
+        dropped_ = 0;
+    }
+    if (dropped != 0) {
+        try {
+            plugin_log(instance_name, EGW_LOG_WARN,
+                       std::to_string(dropped) + " log lines dropped (over the rate limit)");
+        } catch (...) {
+        }
+    }
+    plugin_log(instance_name, level, text);
+}
+
 int64_t monotonic_ns() noexcept {
     timespec ts{};
     clock_gettime(CLOCK_MONOTONIC, &ts);

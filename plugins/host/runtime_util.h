@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -22,6 +23,23 @@ std::string check_output(output& out, bool suffix, std::string_view input_topic,
 // The log of plugin `instance_name` (the "plugins" spdlog logger when the gateway created it,
 // the default logger otherwise). level is EGW_LOG_*. Never throws.
 void plugin_log(std::string_view instance_name, int level, std::string_view text) noexcept;
+
+// Lets `per_second` lines through per second and counts the rest, so that a plugin logging on
+// every message cannot flood the journal (egw_host.log promises rate-limited lines). Any thread.
+class log_limiter {
+public:
+    explicit log_limiter(unsigned per_second = 20) : per_second_(per_second) {}
+    // Logs `text` for `instance_name` unless over the rate; the first line let through after
+    // some were dropped says how many.
+    void log(std::string_view instance_name, int level, std::string_view text) noexcept;
+
+private:
+    std::mutex mu_;
+    unsigned per_second_;
+    int64_t window_start_ns_ = 0;
+    unsigned in_window_ = 0;
+    uint64_t dropped_ = 0;
+};
 
 // A line that already names its instance (forwarded from an isolated child).
 void plugin_log_line(int level, std::string_view line) noexcept;

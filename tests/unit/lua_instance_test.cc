@@ -4,11 +4,15 @@
 #include "plugins/host/lua_instance.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace egw::plugins {
 namespace {
@@ -362,6 +366,27 @@ TEST_F(LuaInstance, SnapshotMustReturnAString) {
     auto r = inst->snapshot(state);
     EXPECT_EQ(r.failure, failure_kind::error);
     EXPECT_NE(r.reason.find("not a string"), std::string::npos) << r.reason;
+}
+
+TEST_F(LuaInstance, LogLinesAreRateLimited) {
+    std::ostringstream logged;
+    auto logger = std::make_shared<spdlog::logger>(
+        "plugins", std::make_shared<spdlog::sinks::ostream_sink_mt>(logged));
+    spdlog::register_logger(logger);
+    auto inst = make_lua_instance(spec(R"(
+        function on_message(m)
+            for i = 1, 100 do log("warn", "line " .. i) end
+            print("printed", 1, true)
+        end
+    )"));
+    auto r = inst->on_message(msg("t", "x"));
+    spdlog::drop("plugins");
+    ASSERT_TRUE(r.ok()) << r.reason;
+    std::string text = logged.str();
+    EXPECT_NE(text.find("test: line 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("test: line 20\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("test: line 21\n"), std::string::npos) << text;
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 20);
 }
 
 // The example of docs/plugins-lua.md, taken from the doc itself so that the two cannot drift.
