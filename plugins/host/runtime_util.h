@@ -15,10 +15,13 @@ namespace egw::plugins::runtime {
 
 // Resolves and checks an output in place: with `suffix`, out.topic is appended to the input
 // topic; the result must be a non-empty topic without wildcards (+ #) or NUL, at most 65535
-// bytes, and the payload at most `limits.max_output_bytes`. Returns an empty string when the
-// output is valid, else the reason (e.g. "emit: topic contains a wildcard").
+// bytes, and the payload at most `limits.max_output_bytes`. `call_bytes` is the payload bytes
+// the call emitted before this output; all of a call's outputs together may not exceed
+// limits.memory_cap_bytes (a loop of emits must not exhaust the gateway's memory). Returns an
+// empty string when the output is valid, else the reason (e.g. "emit: topic ... contains a
+// wildcard or NUL").
 std::string check_output(output& out, bool suffix, std::string_view input_topic,
-                         const call_limits& limits);
+                         const call_limits& limits, uint64_t call_bytes);
 
 // The log of plugin `instance_name` (the "plugins" spdlog logger when the gateway created it,
 // the default logger otherwise). level is EGW_LOG_*. Never throws.

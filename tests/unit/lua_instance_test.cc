@@ -212,6 +212,19 @@ TEST_F(LuaInstance, OversizedOutputIsBadOutput) {
     EXPECT_NE(r.reason.find("above the limit of 1000"), std::string::npos) << r.reason;
 }
 
+TEST_F(LuaInstance, ALoopOfEmitsIsBoundedByTheMemoryCap) {
+    auto inst = make_lua_instance(spec(R"(
+        function on_message(m)
+            local chunk = string.rep("x", 64 * 1024)
+            for i = 1, 1e9 do emit{topic = "flood", payload = chunk} end
+        end
+    )"));
+    auto r = inst->on_message(msg("t", "x"));
+    EXPECT_EQ(r.failure, failure_kind::bad_output) << r.reason;
+    EXPECT_NE(r.reason.find("outputs exceed 8388608 bytes in all"), std::string::npos) << r.reason;
+    EXPECT_TRUE(r.outputs.empty());
+}
+
 TEST_F(LuaInstance, InfiniteLoopIsStoppedWithinBudgetAndTheNextMessageWorks) {
     auto inst = make_lua_instance(spec(R"(
         local n = 0
