@@ -265,6 +265,11 @@ private:
         if (wait_ns > 0) std::this_thread::sleep_for(std::chrono::nanoseconds(wait_ns));
         call_result r = start();
         if (!r.ok()) {
+            // A start that failed without a death (the binary gone after an upgrade, the config
+            // refused this time) still waits before the next try.
+            int64_t now = runtime::monotonic_ns();
+            if (next_start_ns_ <= now)
+                next_start_ns_ = now + int64_t(std::max(opts_.min_backoff_ms, 1u)) * 1'000'000;
             r.reason = "restarting the plugin host: " + r.reason;
             if (r.failure == failure_kind::none) r.failure = failure_kind::crashed;
         }
