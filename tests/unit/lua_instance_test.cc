@@ -318,6 +318,30 @@ TEST_F(LuaInstance, InitErrorRejectsTheConfigWithTheMessage) {
     }
 }
 
+// --check-config creates instances: a script that loops or hogs memory while loading must be
+// rejected within its budget, not hang the check.
+TEST_F(LuaInstance, LoopOrHogWhileLoadingRejectsTheConfig) {
+    const char* scripts[] = {
+        "while true do end\nfunction on_message(m) end",
+        "function init(c) while true do end end\nfunction on_message(m) end",
+        "local t = {} for i = 1, 1e9 do t[i] = i end\nfunction on_message(m) end",
+    };
+    const char* expected[] = {"time budget of 200 ms exceeded", "time budget of 200 ms exceeded",
+                              "memory cap of 8388608 bytes exceeded"};
+    for (int i = 0; i < 3; ++i) {
+        auto s = spec(scripts[i]);
+        if (i == 2) s.limits.time_budget_ms = 20'000;
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            make_lua_instance(s);
+            ADD_FAILURE() << "no exception for script " << i;
+        } catch (const std::runtime_error& e) {
+            EXPECT_NE(std::string(e.what()).find(expected[i]), std::string::npos) << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    }
+}
+
 TEST_F(LuaInstance, MissingHooksAndFilesAreRejected) {
     EXPECT_THROW(make_lua_instance(spec("x = 1")), std::runtime_error);
     EXPECT_THROW(make_lua_instance(spec(R"(
