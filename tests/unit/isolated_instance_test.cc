@@ -101,6 +101,27 @@ TEST(IsolatedInstance, ConfigRejectedInTheChildThrowsThePluginsReason) {
     EXPECT_THROW(make_isolated_instance(spec_for(EGW_RT_ECHO), o), std::runtime_error);
 }
 
+// --check-config creates instances too: a plugin that hangs or dies in create() is an error
+// within start_timeout_ms, never a hung check.
+TEST(IsolatedInstance, HangOrCrashInCreateIsAnError) {
+    auto o = fast_options();
+    o.start_timeout_ms = 300;
+    try {
+        make_isolated_instance(spec_for(EGW_RT_FAULTY, {{"create", "hang"}}), o);
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("no answer within 300 ms"), std::string::npos)
+            << e.what();
+    }
+    try {
+        make_isolated_instance(spec_for(EGW_RT_FAULTY, {{"create", "crash"}}), o);
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("killed by signal 6"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);  // both children were reaped
+}
+
 TEST(IsolatedInstance, SegfaultIsDetectedCountedAndTheChildRestarts) {
     auto inst = make_isolated_instance(spec_for(EGW_RT_FAULTY), fast_options());
     expect_echo(*inst, "before");
