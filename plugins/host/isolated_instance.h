@@ -10,16 +10,20 @@
 // failure_kind::timeout. Either way the child is reaped, counted in restarts(), logged
 // (throttled), and started again at the next call after a backoff that doubles from
 // min_backoff_ms to max_backoff_ms while children keep dying young; a child that lived
-// stable_after_ms resets it. The new child gets create() with the same config and restore()
-// with the last snapshot this object saw (taken through snapshot() or given to restore()), so a
-// stateful instance resumes from the state the stage last committed or restored. retry() says
+// stable_after_ms resets it. The new child gets create() with the same config, restore() with
+// the last snapshot this object saw (taken through snapshot() or given to restore()), and then,
+// outputs discarded, every call the dead child answered since that snapshot (a journal of at
+// most max_replay_bytes). A deterministic stateful plugin thus resumes in exactly the state the
+// dead child had before the fatal message, and the stage needs to do nothing. retry() says
 // yes to crashed and timeout until max_attempts calls of the message have failed; the stage then
 // dead-letters it.
 //
 // Threads. heavy() is true, max_concurrent() is 1: a call blocks its worker-pool thread until
 // the child answers, the deadline passes, or the backoff before a restart elapses. Calls are
-// serialised by a mutex. Create and destroy on any one thread (the loop); the destructor closes
-// the socket, which makes the child exit, and reaps it (SIGKILL if it lingers).
+// serialised by a mutex. Create and destroy on any one thread (the loop); the destructor kills
+// (SIGKILL) and reaps the child. The child dies with the gateway through PR_SET_PDEATHSIG, which
+// Linux ties to the *thread* that started it: call from threads that live as long as the
+// instance (the loop, libuv's pool), not from a short-lived std::thread.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +49,9 @@ struct isolation_options {
     uint32_t max_backoff_ms = 10'000;
     // A child that lived this long before dying restarts without delay.
     uint32_t stable_after_ms = 10'000;
+    // A stateful instance's calls since its last snapshot are kept, up to this many bytes, to
+    // be replayed into a restarted child; past it only the snapshot is restored.
+    size_t max_replay_bytes = size_t(64) << 20;
 };
 
 // Starts the child and creates the instance in it. Throws std::runtime_error when the child

@@ -115,6 +115,8 @@ private:
     std::string scratch_;           // json.encode's result, snapshot bytes
     json scratch_json_;             // json.decode's document
     std::string err_;               // a reason to raise once C++ scopes have ended
+    runtime::log_limiter log_limit_;
+    uint64_t call_out_bytes_ = 0;  // payload bytes emitted by the current call
 };
 
 void* lua_instance::alloc(void* ud, void* ptr, size_t osize, size_t nsize) noexcept {
@@ -352,6 +354,7 @@ call_result lua_instance::run(phase p, lua_CFunction fn, void* arg) {
     timed_out_ = false;
     mem_refused_ = false;
     bad_output_ = false;
+    call_out_bytes_ = 0;
     deadline_ns_ = runtime::monotonic_ns() + int64_t(limits_.time_budget_ms) * 1'000'000;
     lua_sethook(L_, &lua_instance::hook, LUA_MASKCOUNT, kHookEvery);
     lua_settop(L_, 0);
@@ -496,8 +499,10 @@ int lua_instance::l_emit(lua_State* L) {
             std::string_view input = s->msg_ != nullptr ? s->msg_->topic : std::string_view();
             if (has_suffix && s->msg_ == nullptr)
                 throw std::runtime_error("emit: a suffix needs an input topic (not in on_timer)");
-            std::string why = runtime::check_output(o, has_suffix, input, s->limits_);
+            std::string why =
+                runtime::check_output(o, has_suffix, input, s->limits_, s->call_out_bytes_);
             if (!why.empty()) throw std::runtime_error(why);
+            s->call_out_bytes_ += o.payload.size();
             s->current_->outputs.push_back(std::move(o));
         } catch (const std::exception& e) {
             failed = true;
@@ -545,7 +550,7 @@ int lua_instance::l_log(lua_State* L) {
     }
     size_t n = 0;
     const char* text = luaL_checklstring(L, 2, &n);
-    runtime::plugin_log(s->name_, level, std::string_view(text, n));
+    s->log_limit_.log(s->name_, level, std::string_view(text, n));
     return 0;
 }
 
@@ -562,7 +567,7 @@ int lua_instance::l_print(lua_State* L) {
     luaL_pushresult(&b);
     size_t len = 0;
     const char* text = lua_tolstring(L, -1, &len);
-    runtime::plugin_log(s->name_, EGW_LOG_INFO, std::string_view(text, len));
+    s->log_limit_.log(s->name_, EGW_LOG_INFO, std::string_view(text, len));
     return 0;
 }
 

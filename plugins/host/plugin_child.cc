@@ -165,7 +165,7 @@ private:
     template <class F>
     call_result invoke(std::string_view input_topic, std::string* state, F&& hook) {
         call_result r;
-        egw_call_impl c{this, &r, input_topic, state, {}, {}};
+        egw_call_impl c{this, &r, input_topic, state, {}, {}, 0};
         int rc = EGW_ERROR;
         current_ = &c;
         try {
@@ -199,11 +199,12 @@ private:
         std::string* state;
         std::string bad_output;
         std::string last_error;
+        uint64_t out_bytes = 0;
     };
 
     static void h_log(void* host_ctx, int level, const char* text, size_t len) {
         auto* self = static_cast<native_instance_in_child*>(host_ctx);
-        runtime::plugin_log(self->name_, level, std::string_view(text, len));
+        self->log_limit_.log(self->name_, level, std::string_view(text, len));
         if (level >= EGW_LOG_ERROR && self->current_ != nullptr) {
             try {
                 self->current_->last_error.assign(text, len);
@@ -239,11 +240,13 @@ private:
                 c->bad_output = "emit: a suffix needs an input topic (not in on_timer)";
                 return EGW_ERROR;
             }
-            std::string why = runtime::check_output(o, suffix, c->input_topic, c->self->limits_);
+            std::string why =
+                runtime::check_output(o, suffix, c->input_topic, c->self->limits_, c->out_bytes);
             if (!why.empty()) {
                 c->bad_output = std::move(why);
                 return EGW_ERROR;
             }
+            c->out_bytes += o.payload.size();
             c->result->outputs.push_back(std::move(o));
             return EGW_OK;
         } catch (...) {
@@ -273,6 +276,7 @@ private:
     void* inst_ = nullptr;
     egw_host host_{};
     egw_call_impl* current_ = nullptr;
+    runtime::log_limiter log_limit_;
 };
 
 bool ends_with(std::string_view s, std::string_view suffix) {

@@ -9,7 +9,7 @@
 namespace egw::plugins::runtime {
 
 std::string check_output(output& out, bool suffix, std::string_view input_topic,
-                         const call_limits& limits) {
+                         const call_limits& limits, uint64_t call_bytes) {
     if (suffix) {
         if (out.topic.empty()) return "emit: empty topic suffix";
         out.topic.insert(0, input_topic);
@@ -22,6 +22,9 @@ std::string check_output(output& out, bool suffix, std::string_view input_topic,
     if (out.payload.size() > limits.max_output_bytes)
         return "emit: payload of " + std::to_string(out.payload.size()) +
                " bytes is above the limit of " + std::to_string(limits.max_output_bytes);
+    if (call_bytes + out.payload.size() > limits.memory_cap_bytes)
+        return "emit: this call's outputs exceed " + std::to_string(limits.memory_cap_bytes) +
+               " bytes in all";
     if (out.priority < EGW_PRIORITY_ROUTE || out.priority > EGW_PRIORITY_HIGH)
         return "emit: priority " + std::to_string(out.priority) + " is not 0, 1 or 2";
     return {};
@@ -61,6 +64,33 @@ void plugin_log(std::string_view instance_name, int level, std::string_view text
     } catch (...) {
         // Logging must never take a plugin call down.
     }
+}
+
+void log_limiter::log(std::string_view instance_name, int level, std::string_view text) noexcept {
+    uint64_t dropped = 0;
+    {
+        std::lock_guard lock(mu_);
+        int64_t now = monotonic_ns();
+        if (now - window_start_ns_ >= 1'000'000'000) {
+            window_start_ns_ = now;
+            in_window_ = 0;
+        }
+        if (in_window_ >= per_second_) {
+            ++dropped_;
+            return;
+        }
+        ++in_window_;
+        dropped = dropped_;
+        dropped_ = 0;
+    }
+    if (dropped != 0) {
+        try {
+            plugin_log(instance_name, EGW_LOG_WARN,
+                       std::to_string(dropped) + " log lines dropped (over the rate limit)");
+        } catch (...) {
+        }
+    }
+    plugin_log(instance_name, level, text);
 }
 
 int64_t monotonic_ns() noexcept {

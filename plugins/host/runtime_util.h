@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <string_view>
 
@@ -14,14 +15,34 @@ namespace egw::plugins::runtime {
 
 // Resolves and checks an output in place: with `suffix`, out.topic is appended to the input
 // topic; the result must be a non-empty topic without wildcards (+ #) or NUL, at most 65535
-// bytes, and the payload at most `limits.max_output_bytes`. Returns an empty string when the
-// output is valid, else the reason (e.g. "emit: topic contains a wildcard").
+// bytes, and the payload at most `limits.max_output_bytes`. `call_bytes` is the payload bytes
+// the call emitted before this output; all of a call's outputs together may not exceed
+// limits.memory_cap_bytes (a loop of emits must not exhaust the gateway's memory). Returns an
+// empty string when the output is valid, else the reason (e.g. "emit: topic ... contains a
+// wildcard or NUL").
 std::string check_output(output& out, bool suffix, std::string_view input_topic,
-                         const call_limits& limits);
+                         const call_limits& limits, uint64_t call_bytes);
 
 // The log of plugin `instance_name` (the "plugins" spdlog logger when the gateway created it,
 // the default logger otherwise). level is EGW_LOG_*. Never throws.
 void plugin_log(std::string_view instance_name, int level, std::string_view text) noexcept;
+
+// Lets `per_second` lines through per second and counts the rest, so that a plugin logging on
+// every message cannot flood the journal (egw_host.log promises rate-limited lines). Any thread.
+class log_limiter {
+public:
+    explicit log_limiter(unsigned per_second = 20) : per_second_(per_second) {}
+    // Logs `text` for `instance_name` unless over the rate; the first line let through after
+    // some were dropped says how many.
+    void log(std::string_view instance_name, int level, std::string_view text) noexcept;
+
+private:
+    std::mutex mu_;
+    unsigned per_second_;
+    int64_t window_start_ns_ = 0;
+    unsigned in_window_ = 0;
+    uint64_t dropped_ = 0;
+};
 
 // A line that already names its instance (forwarded from an isolated child).
 void plugin_log_line(int level, std::string_view line) noexcept;

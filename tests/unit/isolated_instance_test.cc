@@ -9,12 +9,14 @@
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 namespace egw::plugins {
 namespace {
@@ -99,6 +101,27 @@ TEST(IsolatedInstance, ConfigRejectedInTheChildThrowsThePluginsReason) {
     EXPECT_THROW(make_isolated_instance(spec_for(EGW_RT_ECHO), o), std::runtime_error);
 }
 
+// --check-config creates instances too: a plugin that hangs or dies in create() is an error
+// within start_timeout_ms, never a hung check.
+TEST(IsolatedInstance, HangOrCrashInCreateIsAnError) {
+    auto o = fast_options();
+    o.start_timeout_ms = 300;
+    try {
+        make_isolated_instance(spec_for(EGW_RT_FAULTY, {{"create", "hang"}}), o);
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("no answer within 300 ms"), std::string::npos)
+            << e.what();
+    }
+    try {
+        make_isolated_instance(spec_for(EGW_RT_FAULTY, {{"create", "crash"}}), o);
+        FAIL() << "no exception";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("killed by signal 6"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);  // both children were reaped
+}
+
 TEST(IsolatedInstance, SegfaultIsDetectedCountedAndTheChildRestarts) {
     auto inst = make_isolated_instance(spec_for(EGW_RT_FAULTY), fast_options());
     expect_echo(*inst, "before");
@@ -170,7 +193,7 @@ TEST(IsolatedInstance, ErrorReturnIsAnErrorWithTheLoggedReasonAndNoRestart) {
     EXPECT_NE(logged.str().find("iso: asked to fail"), std::string::npos) << logged.str();
 }
 
-TEST(IsolatedInstance, StateSurvivesARestartThroughTheCachedSnapshot) {
+TEST(IsolatedInstance, StateSurvivesARestartThroughSnapshotAndReplay) {
     auto inst = make_isolated_instance(spec_for(EGW_RT_COUNTER), fast_options());
     EXPECT_TRUE(inst->stateful());
     auto count = [&] {
@@ -183,9 +206,9 @@ TEST(IsolatedInstance, StateSurvivesARestartThroughTheCachedSnapshot) {
     std::string state;
     ASSERT_TRUE(inst->snapshot(state).ok());
     EXPECT_EQ(state.size(), 8u);
-    EXPECT_EQ(count(), "3");  // not in the snapshot: the stage replays it after a crash
+    EXPECT_EQ(count(), "3");  // after the snapshot: replayed into the new child
     EXPECT_EQ(inst->on_message(msg("t", "crash")).failure, failure_kind::crashed);
-    EXPECT_EQ(count(), "3");  // the new child restored count 2
+    EXPECT_EQ(count(), "4");  // snapshot (2) + replay of the 3rd message + this one
     EXPECT_EQ(inst->restarts(), 1u);
 
     // A snapshot given through restore() is the one a later restart uses.
@@ -193,7 +216,28 @@ TEST(IsolatedInstance, StateSurvivesARestartThroughTheCachedSnapshot) {
     ASSERT_TRUE(inst->restore(std::string_view(reinterpret_cast<char*>(&fifty), 8)).ok());
     EXPECT_EQ(count(), "51");
     EXPECT_EQ(inst->on_message(msg("t", "abort")).failure, failure_kind::crashed);
-    EXPECT_EQ(count(), "51");
+    EXPECT_EQ(count(), "52");
+    EXPECT_EQ(inst->restarts(), 2u);
+}
+
+TEST(IsolatedInstance, PastTheReplayLimitOnlyTheSnapshotIsRestored) {
+    auto o = fast_options();
+    o.max_replay_bytes = 300;  // room for about two journal entries
+    auto inst = make_isolated_instance(spec_for(EGW_RT_COUNTER), o);
+    auto count = [&] {
+        auto r = inst->on_message(msg("t", "x"));
+        return r.outputs.empty() ? std::string() : r.outputs[0].payload;
+    };
+    std::string state;
+    ASSERT_TRUE(inst->snapshot(state).ok());  // count 0
+    for (int i = 1; i <= 5; ++i) EXPECT_EQ(count(), std::to_string(i));
+    EXPECT_EQ(inst->on_message(msg("t", "crash")).failure, failure_kind::crashed);
+    EXPECT_EQ(count(), "1");  // back to the snapshot
+    // A new snapshot makes the journal whole again.
+    ASSERT_TRUE(inst->snapshot(state).ok());
+    EXPECT_EQ(count(), "2");
+    EXPECT_EQ(inst->on_message(msg("t", "crash")).failure, failure_kind::crashed);
+    EXPECT_EQ(count(), "3");
 }
 
 TEST(IsolatedInstance, FiveMegabytePayloadPassesThroughSharedMemory) {
@@ -224,11 +268,22 @@ TEST(IsolatedInstance, LuaScriptInTheChild) {
     std::ofstream(dir / "echo.lua") << R"(
         function on_message(m)
             if m.payload == "loop" then while true do end end
+            if m.payload == "timer" then set_timer(m.ts_ms + 1000) return end
             emit{suffix = "/echo", payload = m.payload}
         end
+        function on_timer(now) emit{topic = "tick", payload = tostring(now)} end
     )";
     auto inst = make_isolated_instance(spec_for((dir / "echo.lua").string()), fast_options());
     expect_echo(*inst, "from lua");
+    // Timers cross the boundary both ways.
+    auto r0 = inst->on_message(msg("t", "timer"));
+    ASSERT_TRUE(r0.ok()) << r0.reason;
+    EXPECT_EQ(r0.timer_ms, 1'700'000'001'000);
+    r0 = inst->on_timer(1'700'000'001'005);
+    ASSERT_TRUE(r0.ok()) << r0.reason;
+    ASSERT_EQ(r0.outputs.size(), 1u);
+    EXPECT_EQ(r0.outputs[0].topic, "tick");
+    EXPECT_EQ(r0.outputs[0].payload, "1700000001005");
     // Lua's own budget stops the loop before the gateway's deadline: the child is kept.
     auto r = inst->on_message(msg("t", "loop"));
     EXPECT_EQ(r.failure, failure_kind::timeout);
@@ -245,6 +300,65 @@ TEST(IsolatedInstance, DestroyingTheInstanceReapsTheChild) {
     // No child of ours is left, not even a zombie.
     EXPECT_EQ(waitpid(-1, nullptr, WNOHANG), -1);
     EXPECT_EQ(errno, ECHILD);
+}
+
+size_t open_fds() {
+    size_t n = 0;
+    for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+}
+
+TEST(IsolatedInstance, RestartsLeakNoFileDescriptors) {
+    auto inst = make_isolated_instance(spec_for(EGW_RT_FAULTY), fast_options());
+    expect_echo(*inst, "warm");
+    size_t before = open_fds();
+    for (const char* p : {"crash", "abort", "crash"})
+        EXPECT_EQ(inst->on_message(msg("t", p)).failure, failure_kind::crashed);
+    expect_echo(*inst, "alive");
+    EXPECT_EQ(open_fds(), before);
+    inst.reset();
+    EXPECT_EQ(open_fds(), before - 2);  // the socket and the memfd
+}
+
+// The child dies with the gateway: a process that owns an isolated instance is killed with
+// SIGKILL (no destructor runs), and its plugin host goes too.
+TEST(IsolatedInstance, ThePluginHostDiesWithItsParent) {
+    int ready[2];
+    ASSERT_EQ(pipe(ready), 0);
+    pid_t owner = fork();
+    ASSERT_GE(owner, 0);
+    if (owner == 0) {
+        auto inst = make_isolated_instance(spec_for(EGW_RT_ECHO), fast_options());
+        char c = 'r';
+        if (write(ready[1], &c, 1) != 1) _exit(1);
+        for (;;) pause();
+    }
+    close(ready[1]);
+    char c = 0;
+    ASSERT_EQ(read(ready[0], &c, 1), 1);
+    close(ready[0]);
+    std::string children;
+    {
+        std::ifstream in("/proc/" + std::to_string(owner) + "/task/" + std::to_string(owner) +
+                         "/children");
+        std::getline(in, children);
+    }
+    pid_t host = pid_t(std::atoi(children.c_str()));
+    ASSERT_GT(host, 0) << "no child listed for " << owner;
+    kill(owner, SIGKILL);
+    ASSERT_EQ(waitpid(owner, nullptr, 0), owner);
+    // Gone, or a zombie waiting for whoever reaps orphans here.
+    auto gone = [&] {
+        std::ifstream stat("/proc/" + std::to_string(host) + "/stat");
+        std::string line;
+        if (!std::getline(stat, line)) return true;
+        auto paren = line.rfind(')');
+        return paren != std::string::npos && line.size() > paren + 2 && line[paren + 2] == 'Z';
+    };
+    auto deadline = clock_type::now() + std::chrono::seconds(5);
+    while (!gone() && clock_type::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    EXPECT_TRUE(gone()) << "plugin host " << host << " outlived its parent";
 }
 
 }  // namespace

@@ -4,11 +4,15 @@
 #include "plugins/host/lua_instance.h"
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 namespace egw::plugins {
 namespace {
@@ -208,6 +212,19 @@ TEST_F(LuaInstance, OversizedOutputIsBadOutput) {
     EXPECT_NE(r.reason.find("above the limit of 1000"), std::string::npos) << r.reason;
 }
 
+TEST_F(LuaInstance, ALoopOfEmitsIsBoundedByTheMemoryCap) {
+    auto inst = make_lua_instance(spec(R"(
+        function on_message(m)
+            local chunk = string.rep("x", 64 * 1024)
+            for i = 1, 1e9 do emit{topic = "flood", payload = chunk} end
+        end
+    )"));
+    auto r = inst->on_message(msg("t", "x"));
+    EXPECT_EQ(r.failure, failure_kind::bad_output) << r.reason;
+    EXPECT_NE(r.reason.find("outputs exceed 8388608 bytes in all"), std::string::npos) << r.reason;
+    EXPECT_TRUE(r.outputs.empty());
+}
+
 TEST_F(LuaInstance, InfiniteLoopIsStoppedWithinBudgetAndTheNextMessageWorks) {
     auto inst = make_lua_instance(spec(R"(
         local n = 0
@@ -301,6 +318,30 @@ TEST_F(LuaInstance, InitErrorRejectsTheConfigWithTheMessage) {
     }
 }
 
+// --check-config creates instances: a script that loops or hogs memory while loading must be
+// rejected within its budget, not hang the check.
+TEST_F(LuaInstance, LoopOrHogWhileLoadingRejectsTheConfig) {
+    const char* scripts[] = {
+        "while true do end\nfunction on_message(m) end",
+        "function init(c) while true do end end\nfunction on_message(m) end",
+        "local t = {} for i = 1, 1e9 do t[i] = i end\nfunction on_message(m) end",
+    };
+    const char* expected[] = {"time budget of 200 ms exceeded", "time budget of 200 ms exceeded",
+                              "memory cap of 8388608 bytes exceeded"};
+    for (int i = 0; i < 3; ++i) {
+        auto s = spec(scripts[i]);
+        if (i == 2) s.limits.time_budget_ms = 20'000;
+        auto t0 = std::chrono::steady_clock::now();
+        try {
+            make_lua_instance(s);
+            ADD_FAILURE() << "no exception for script " << i;
+        } catch (const std::runtime_error& e) {
+            EXPECT_NE(std::string(e.what()).find(expected[i]), std::string::npos) << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+    }
+}
+
 TEST_F(LuaInstance, MissingHooksAndFilesAreRejected) {
     EXPECT_THROW(make_lua_instance(spec("x = 1")), std::runtime_error);
     EXPECT_THROW(make_lua_instance(spec(R"(
@@ -362,6 +403,70 @@ TEST_F(LuaInstance, SnapshotMustReturnAString) {
     auto r = inst->snapshot(state);
     EXPECT_EQ(r.failure, failure_kind::error);
     EXPECT_NE(r.reason.find("not a string"), std::string::npos) << r.reason;
+}
+
+TEST_F(LuaInstance, LogLinesAreRateLimited) {
+    std::ostringstream logged;
+    auto logger = std::make_shared<spdlog::logger>(
+        "plugins", std::make_shared<spdlog::sinks::ostream_sink_mt>(logged));
+    spdlog::register_logger(logger);
+    auto inst = make_lua_instance(spec(R"(
+        function on_message(m)
+            for i = 1, 100 do log("warn", "line " .. i) end
+            print("printed", 1, true)
+        end
+    )"));
+    auto r = inst->on_message(msg("t", "x"));
+    spdlog::drop("plugins");
+    ASSERT_TRUE(r.ok()) << r.reason;
+    std::string text = logged.str();
+    EXPECT_NE(text.find("test: line 1\n"), std::string::npos) << text;
+    EXPECT_NE(text.find("test: line 20\n"), std::string::npos) << text;
+    EXPECT_EQ(text.find("test: line 21\n"), std::string::npos) << text;
+    EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 20);
+}
+
+// The example of docs/plugins-lua.md, taken from the doc itself so that the two cannot drift.
+TEST_F(LuaInstance, TheDocumentedExampleWorks) {
+    std::ifstream in(std::string(EGW_SOURCE_DIR) + "/docs/plugins-lua.md");
+    std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto marker = doc.find("<!-- example: over_limit.lua");
+    ASSERT_NE(marker, std::string::npos);
+    auto begin = doc.find("```lua\n", marker);
+    ASSERT_NE(begin, std::string::npos);
+    begin += 7;
+    auto end = doc.find("```", begin);
+    std::string script = doc.substr(begin, end - begin);
+
+    EXPECT_THROW(make_lua_instance(spec(script, {{"limit", "high"}}, "over_limit.lua")),
+                 std::runtime_error);
+    auto inst = make_lua_instance(
+        spec(script, {{"field", "temp"}, {"limit", 80}, {"report_s", 10}}, "over_limit.lua"));
+    EXPECT_TRUE(inst->stateful());
+    auto r = inst->on_message(msg("devices/d1/telemetry/t", R"({"temp": 85.5})"));
+    ASSERT_TRUE(r.ok()) << r.reason;
+    ASSERT_EQ(r.outputs.size(), 1u);
+    EXPECT_EQ(r.outputs[0].topic, "devices/d1/telemetry/t/over");
+    EXPECT_EQ(r.outputs[0].priority, 2);
+    EXPECT_EQ(nlohmann::json::parse(r.outputs[0].payload),
+              nlohmann::json::parse(
+                  R"({"field": "temp", "value": 85.5, "limit": 80, "ts_ms": 1700000000123})"));
+    EXPECT_EQ(r.timer_ms, 1'700'000'010'123);
+    for (const char* p : {R"({"temp": 20})", R"({"hum": 50})", "not json", "\x01\x02"}) {
+        r = inst->on_message(msg("devices/d1/telemetry/t", p));
+        ASSERT_TRUE(r.ok()) << p << ": " << r.reason;
+        EXPECT_TRUE(r.outputs.empty()) << p;
+    }
+    r = inst->on_timer(1'700'000'010'200);
+    ASSERT_TRUE(r.ok()) << r.reason;
+    ASSERT_EQ(r.outputs.size(), 1u);
+    EXPECT_EQ(r.outputs[0].topic, "gateways/over-limit/report");
+    EXPECT_EQ(nlohmann::json::parse(r.outputs[0].payload),
+              nlohmann::json::parse(R"({"alerts": 1, "ts_ms": 1700000010200})"));
+    EXPECT_EQ(r.timer_ms, 1'700'000'020'200);
+    std::string state;
+    ASSERT_TRUE(inst->snapshot(state).ok());
+    EXPECT_EQ(state, R"({"alerts":1})");
 }
 
 }  // namespace

@@ -31,6 +31,12 @@ static void* echo_create(const egw_host* host, void* host_ctx, const char* confi
         error[error_cap - 1] = '\0';
         return NULL;
     }
+#ifdef EGW_RT_FAULTY
+    /* {"create": "hang"} or {"create": "crash"}: fail while the instance is created. */
+    if (memmem(config_json, config_len, "\"create\":\"hang\"", 15) != NULL)
+        for (;;) pause();
+    if (memmem(config_json, config_len, "\"create\":\"crash\"", 16) != NULL) abort();
+#endif
     echo* e = calloc(1, sizeof *e);
     if (e == NULL) return NULL;
     e->host = host;
