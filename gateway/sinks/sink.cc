@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include "gateway/sinks/dir_sink.h"
 #include "gateway/sinks/mqtt_sink.h"
 
 namespace egw {
@@ -26,6 +27,7 @@ std::unique_ptr<sink> make_mqtt(const sink_context& x) {
 // static library drops when nothing else refers to their object file.
 constexpr sink_type types[] = {
     {"mqtt", parse_mqtt_sink, make_mqtt},
+    {"dir", parse_dir_sink, make_dir_sink},
 };
 
 const sink_type* find(const std::string& name) {
