@@ -411,6 +411,7 @@ void gateway::reload() {
         if (!log::set_level(next.log_level))
             lg->warn("reload: unknown log_level {}", next.log_level);
         apply_sinks_and_routes(next);
+        for (auto& [id, s] : sinks_) s->on_reload();
         cfg_.routes = next.routes;
         cfg_.sinks = next.sinks;
         cfg_.status_interval_ms = next.status_interval_ms;

@@ -46,6 +46,21 @@ const char* const migrations[] = {
     INSERT INTO meta VALUES ('snapshot_seq', 0), ('last_seq', 0);
     INSERT INTO totals VALUES (-1, 0, 0);
     )sql",
+    // 1 -> 2
+    R"sql(
+    -- The sequence ranges batch sinks (dir, http, s3) decided, recorded before the upload
+    -- starts so that a retry after a restart sends the same rows under the same key. `uploaded`
+    -- is set once the object is stored, before its rows are acknowledged; the record goes once
+    -- they are. upload_id: an S3 multipart upload under way for it.
+    CREATE TABLE batches (
+        bit       INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        uploaded  INTEGER NOT NULL DEFAULT 0,
+        upload_id TEXT,
+        PRIMARY KEY (bit, first_seq)
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 int user_version(sqlite3* db) {

@@ -218,7 +218,7 @@ cat >"$tmp/gateway.json" <<EOF
     "client_id": "demo-gateway",
     "subscribe": [ { "filter": "devices/+/telemetry/#", "qos": 1 } ]
   },
-  "routes": [ { "from": "devices/+/telemetry/#", "to": ["cloud"] } ],
+  "routes": [ { "from": "devices/+/telemetry/#", "to": ["cloud", "archive"] } ],
   "sinks": {
     "cloud": {
       "type": "mqtt",
@@ -228,6 +228,11 @@ cat >"$tmp/gateway.json" <<EOF
       "qos": 1,
       "mqtt_version": 5,
       "backoff": { "initial_ms": 200, "max_ms": 1000 }
+    },
+    "archive": {
+      "type": "dir",
+      "path": "$tmp/archive",
+      "batch": { "max_rows": 1000, "max_delay_ms": 1000 }
     }
   },
   "buffer": { "max_bytes": 67108864, "when_full": "drop-oldest", "synchronous": "normal" }
@@ -353,6 +358,14 @@ printf '   readings received by the cloud consumer:       %s\n' "$received"
 printf '   distinct readings (device, seq):               %s  (duplicates: %s)\n' \
     "$unique" "$((received - unique))"
 printf '   status messages on gateways/demo-gw/status:    %s\n' "$status_msgs"
+# The dir sink: gzip NDJSON files, one per batch, named {gateway_id}/{yyyy}/{mm}/{dd}/{first}-{last}.
+archive_files=$(find "$tmp/archive" -name '*.ndjson.gz' -not -path '*/.tmp/*' 2>/dev/null | sort)
+archive_rows=0
+[[ -n "$archive_files" ]] && archive_rows=$(xargs zcat <<<"$archive_files" | wc -l)
+printf '   files written by the dir sink "archive":       %s  (%s readings; %s)\n' \
+    "$(grep -c . <<<"$archive_files" || true)" "$archive_rows" "$tmp/archive"
+first_file=$(head -n 1 <<<"$archive_files")
+[[ -n "$first_file" ]] && printf '     first file: %s\n' "${first_file#"$tmp"/archive/}"
 if ((lost == 0)) && ((gw_rc == 0)); then
     printf '%s   every reading reached the cloud, in spite of the outage%s\n' "$green$bold" "$off"
 else

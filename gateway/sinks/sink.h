@@ -48,6 +48,8 @@ public:
     // Stops sending; `offline_status` is the gateway's last status for sinks that publish it.
     // Waits at most `budget`.
     virtual void stop(const std::string& offline_status, std::chrono::milliseconds budget) = 0;
+    // SIGHUP and the sink's config did not change: a sink in error tries again now.
+    virtual void on_reload() {}
     // This sink's part of `status --json`: at least state, rows_waiting, eta_s, last_error.
     virtual nlohmann::json status() = 0;
 

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/sinks/batch_machine.h"
+
+#include <algorithm>
+#include <cassert>
+#include <limits>
+
+namespace egw {
+
+const char* to_string(batch_state s) {
+    switch (s) {
+        case batch_state::offline:
+            return "offline";
+        case batch_state::draining:
+            return "draining";
+        case batch_state::online:
+            return "online";
+        case batch_state::error:
+            return "error";
+    }
+    return "?";
+}
+
+batch_machine::batch_machine(batch_limits limits, uint64_t seed) : limits_(limits), rng_(seed) {
+    limits_.max_rows = std::max<size_t>(1, limits_.max_rows);
+}
+
+// What a row adds to the NDJSON, at most about: the payload may become base64 (4/3) and the
+// line's keys, numbers and quotes take about 100 bytes. The encoder trims to the exact size.
+size_t batch_machine::estimate(const storage::stored_row& r) const {
+    return r.topic.size() + r.payload.size() + r.payload.size() / 3 + 100;
+}
+
+batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms) {
+    action a;
+    if (busy_) return a;
+    if (now < retry_at_) return a;
+    if (!recovered_) {
+        if (recovering_) return a;
+        recovering_ = busy_ = true;
+        a.what = action::recover;
+        return a;
+    }
+    if (current_) {
+        busy_ = true;
+        if (split_due_ && current_rows_.size() == 1) {
+            a.what = action::drop;
+            a.range = *current_;
+        } else if (split_due_) {
+            const size_t mid = current_rows_.size() / 2;
+            a.what = action::split;
+            a.range = *current_;
+            a.halves[0] = {current_->first, current_rows_[mid - 1].seq};
+            a.halves[1] = {current_rows_[mid].seq, current_->last};
+        } else {
+            a.what = action::upload;
+        }
+        return a;
+    }
+    if (!recorded_.empty()) {
+        // A range recorded before (a restart, a split): exactly its rows, under its key.
+        const batch_range r = recorded_.front();
+        if (read_after_ < r.last) {
+            busy_ = true;
+            a.what = action::read;
+            a.after = read_after_;
+            a.through = r.last;
+            a.limit = std::numeric_limits<uint32_t>::max();
+            reading_through_ = r.last;
+            new_rows_at_read_ = new_rows_;
+            return a;
+        }
+        busy_ = true;
+        while (!pending_.empty() && pending_.front().seq <= r.last) {
+            pending_estimate_ -= estimate(pending_.front());
+            a.rows.push_back(std::move(pending_.front()));
+            pending_.pop_front();
+        }
+        if (a.rows.empty()) {
+            a.what = action::forget;
+            a.range = r;
+            return a;
+        }
+        a.what = action::encode;
+        a.recorded = true;
+        a.range = r;
+        return a;
+    }
+    const bool full = pending_.size() >= limits_.max_rows || pending_estimate_ >= limits_.max_bytes;
+    const bool due = !pending_.empty() && caught_up_ &&
+                     now_ms - pending_.front().ts_ms >= limits_.max_delay.count();
+    if (full || due) {
+        busy_ = true;
+        a.what = action::encode;
+        size_t bytes = 0;
+        while (!pending_.empty() && a.rows.size() < limits_.max_rows &&
+               (a.rows.empty() || bytes < limits_.max_bytes)) {
+            const size_t e = estimate(pending_.front());
+            bytes += e;
+            pending_estimate_ -= e;
+            a.rows.push_back(std::move(pending_.front()));
+            pending_.pop_front();
+        }
+        return a;
+    }
+    if (!caught_up_) {
+        busy_ = true;
+        a.what = action::read;
+        a.after = read_after_;
+        a.limit = limits_.max_rows - pending_.size();
+        reading_through_ = 0;
+        new_rows_at_read_ = new_rows_;
+        return a;
+    }
+    return a;
+}
+
+void batch_machine::on_recovered(std::vector<batch_range> open, uint64_t uploaded_through) {
+    busy_ = recovering_ = false;
+    recovered_ = true;
+    recorded_.assign(open.begin(), open.end());
+    acked_through_ = std::max(acked_through_, uploaded_through);
+    read_after_ = open.empty() ? acked_through_ : open.front().first - 1;
+}
+
+void batch_machine::on_recover_failed(clock::time_point now) {
+    busy_ = recovering_ = false;
+    fail(upload_outcome::local, now);
+}
+
+void batch_machine::on_read(std::vector<storage::stored_row>&& rows, bool complete) {
+    busy_ = false;
+    for (auto& r : rows) {
+        if (r.seq <= read_after_) continue;
+        read_after_ = r.seq;
+        pending_estimate_ += estimate(r);
+        pending_.push_back(std::move(r));
+    }
+    if (reading_through_ != 0) {
+        read_after_ = std::max(read_after_, reading_through_);
+        reading_through_ = 0;
+        caught_up_ = false;
+    } else {
+        // A row committed while the read was under way may not be in it.
+        caught_up_ = complete && new_rows_ == new_rows_at_read_;
+    }
+}
+
+void batch_machine::on_encoded(std::vector<storage::stored_row>&& used,
+                               std::vector<storage::stored_row>&& rest, clock::time_point now,
+                               bool error) {
+    busy_ = false;
+    for (auto it = rest.rbegin(); it != rest.rend(); ++it) {
+        pending_estimate_ += estimate(*it);
+        pending_.push_front(std::move(*it));
+    }
+    if (error || used.empty()) {
+        for (auto it = used.rbegin(); it != used.rend(); ++it) {
+            pending_estimate_ += estimate(*it);
+            pending_.push_front(std::move(*it));
+        }
+        fail(upload_outcome::local, now);
+        return;
+    }
+    if (!recorded_.empty() && used.front().seq >= recorded_.front().first &&
+        used.back().seq <= recorded_.front().last) {
+        current_ = recorded_.front();
+        recorded_.pop_front();
+        // A recorded range is sent whole: nothing of it may come back.
+        assert(rest.empty() || rest.front().seq > current_->last);
+    } else {
+        current_ = batch_range{used.front().seq, used.back().seq};
+    }
+    current_rows_ = std::move(used);
+}
+
+void batch_machine::settle_ok() {
+    attempts_ = 0;
+    failed_ = error_ = false;
+    retry_at_ = {};
+}
+
+void batch_machine::fail(upload_outcome outcome, clock::time_point now) {
+    failed_ = true;
+    if (outcome == upload_outcome::transient) {
+        error_ = false;
+        // Exponential backoff with "equal jitter", as sink_machine does.
+        auto base = limits_.backoff_initial.count() << std::min(attempts_, 20);
+        base = std::min<decltype(base)>(base, limits_.backoff_max.count());
+        std::uniform_int_distribution<int64_t> jitter(0, base / 2);
+        retry_at_ = now + std::chrono::milliseconds(base / 2 + jitter(rng_));
+    } else {
+        // No hot loop on a refusal or a full disk: they do not heal by themselves quickly.
+        error_ = true;
+        retry_at_ = now + limits_.error_retry;
+    }
+    ++attempts_;
+}
+
+void batch_machine::on_uploaded(upload_outcome outcome, clock::time_point now) {
+    busy_ = false;
+    assert(current_);
+    switch (outcome) {
+        case upload_outcome::ok:
+            acked_through_ = std::max(acked_through_, current_->last);
+            current_.reset();
+            current_rows_.clear();
+            settle_ok();
+            return;
+        case upload_outcome::too_large:
+            // Rejected for its size or content, not for the link: halve it until the culprit
+            // is a row alone. Not a failure of the sink.
+            split_due_ = true;
+            return;
+        default:
+            fail(outcome, now);
+            return;
+    }
+}
+
+void batch_machine::on_split_recorded(bool ok, clock::time_point now) {
+    busy_ = false;
+    if (!ok) {
+        fail(upload_outcome::local, now);
+        return;
+    }
+    split_due_ = false;
+    const size_t mid = current_rows_.size() / 2;
+    recorded_.push_front({current_rows_[mid].seq, current_->last});
+    recorded_.push_front({current_->first, current_rows_[mid - 1].seq});
+    for (auto it = current_rows_.rbegin(); it != current_rows_.rend(); ++it) {
+        pending_estimate_ += estimate(*it);
+        pending_.push_front(std::move(*it));
+    }
+    current_.reset();
+    current_rows_.clear();
+}
+
+void batch_machine::on_dropped(bool ok, clock::time_point now) {
+    busy_ = false;
+    if (!ok) {
+        fail(upload_outcome::local, now);
+        return;
+    }
+    split_due_ = false;
+    dropped_ += current_rows_.size();
+    acked_through_ = std::max(acked_through_, current_->last);
+    current_.reset();
+    current_rows_.clear();
+}
+
+void batch_machine::on_forgotten(bool ok, clock::time_point now) {
+    busy_ = false;
+    if (!ok) {
+        fail(upload_outcome::local, now);
+        return;
+    }
+    acked_through_ = std::max(acked_through_, recorded_.front().last);
+    recorded_.pop_front();
+}
+
+void batch_machine::on_reload() {
+    if (error_) retry_at_ = {};
+}
+
+batch_state batch_machine::state() const {
+    if (failed_) return error_ ? batch_state::error : batch_state::offline;
+    if (!recovered_ || current_ || !recorded_.empty() || !caught_up_ ||
+        pending_.size() >= limits_.max_rows) {
+        return batch_state::draining;
+    }
+    return batch_state::online;
+}
+
+}  // namespace egw

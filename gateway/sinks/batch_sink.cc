@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/sinks/batch_sink.h"
+
+#include <unistd.h>
+
+#include "gateway/log.h"
+
+namespace egw {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+int64_t unix_ms() {
+    using namespace std::chrono;
+    return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+struct work {
+    uv_work_t req{};
+    std::function<void()> run;
+    std::function<void()> done;
+};
+
+}  // namespace
+
+void parse_batch_options(const nlohmann::json& s, const std::string& path, batch_options& o,
+                         std::vector<config_problem>& problems) {
+    if (s.contains("batch")) {
+        const auto& b = s["batch"];
+        o.limits.max_rows = b.value("max_rows", o.limits.max_rows);
+        o.limits.max_bytes = b.value("max_bytes", o.limits.max_bytes);
+        o.limits.max_delay = std::chrono::milliseconds(
+            b.value("max_delay_ms", static_cast<int64_t>(o.limits.max_delay.count())));
+    }
+    if (s.contains("backoff")) {
+        const auto& b = s["backoff"];
+        o.limits.backoff_initial = std::chrono::milliseconds(b.value("initial_ms", 500));
+        o.limits.backoff_max = std::chrono::milliseconds(b.value("max_ms", 30000));
+        if (o.limits.backoff_max < o.limits.backoff_initial) {
+            problems.push_back({path + ".backoff.max_ms", "must be >= initial_ms"});
+        }
+    }
+    o.gzip = s.value("compression", "gzip") != "none";
+    o.max_bytes_per_s = s.value("max_bytes_per_s", uint64_t{0});
+    o.key = s.value("key", std::string(ndjson::default_key));
+    // Without compression the default name says so.
+    if (!s.contains("key") && !o.gzip) o.key.resize(o.key.size() - 3);
+    try {
+        ndjson::key_template t(o.key);
+    } catch (const std::invalid_argument& e) {
+        problems.push_back({path + ".key", e.what()});
+    }
+}
+
+batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
+    : sink(ctx.id, ctx.cfg, ctx.bit),
+      gateway_id_(ctx.gateway_id),
+      buf_(ctx.buf),
+      cnt_(ctx.cnt),
+      loop_(ctx.loop),
+      opts_(opts),
+      key_(opts.key),
+      machine_(opts.limits),
+      store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit)) {}
+
+batch_sink::~batch_sink() { *alive_ = false; }
+
+void batch_sink::run_job(std::function<void()> run, std::function<void()> done) {
+    auto* w = new work{{}, std::move(run), std::move(done)};
+    w->req.data = w;
+    std::weak_ptr<bool> alive = alive_;
+    // The sink may be replaced (reload) or destroyed (shutdown) while the job runs: `done`
+    // captures `this`, so it runs only if the sink still exists.
+    w->done = [alive, d = std::move(w->done)] {
+        if (auto a = alive.lock(); a && *a) d();
+    };
+    uv_queue_work(
+        loop_, &w->req, [](uv_work_t* r) { static_cast<work*>(r->data)->run(); },
+        [](uv_work_t* r, int) {
+            std::unique_ptr<work> owned(static_cast<work*>(r->data));
+            owned->done();
+        });
+}
+
+void batch_sink::on_live(storage::stored_row& row, bool) {
+    if (row.sinks & (uint64_t{1} << bit_)) machine_.on_new_row();
+}
+
+void batch_sink::pump() {
+    if (stopping_) return;
+    if (const uint64_t last = buf_.last_seq(); last != seen_last_seq_) {
+        seen_last_seq_ = last;
+        machine_.on_new_row();
+    }
+    const auto now = clock::now();
+    if (now < not_before_ && machine_.current() && !machine_.busy()) return;
+    execute(machine_.next(now, unix_ms()));
+}
+
+void batch_sink::execute(batch_machine::action a) {
+    using action = batch_machine::action;
+    auto store = store_;
+    switch (a.what) {
+        case action::none:
+            return;
+        case action::recover: {
+            auto ranges = std::make_shared<std::vector<batch_range>>();
+            auto through = std::make_shared<uint64_t>(0);
+            auto error = std::make_shared<std::string>();
+            run_job(
+                [store, ranges, through, error] {
+                    try {
+                        for (const auto& r : store->open_ranges(*through))
+                            ranges->push_back({r.first, r.last});
+                    } catch (const std::exception& e) {
+                        *error = e.what();
+                    }
+                },
+                [this, ranges, through, error] {
+                    if (!error->empty()) {
+                        // Without its records the sink cannot know which ranges are decided:
+                        // it must not send anything. Try again later.
+                        log::get("sink")->error("{}: reading its batch records: {}", cfg_.name,
+                                                *error);
+                        last_error_ = "reading batch records: " + *error;
+                        machine_.on_recover_failed(clock::now());
+                        return;
+                    }
+                    if (!ranges->empty()) {
+                        log::get("sink")->info(
+                            "{}: {} recorded batch(es) to upload again, from seq {}", cfg_.name,
+                            ranges->size(), ranges->front().first);
+                    }
+                    machine_.on_recovered(std::move(*ranges), *through);
+                    pump();
+                });
+            return;
+        }
+        case action::read: {
+            auto rows = std::make_shared<std::vector<storage::stored_row>>();
+            auto complete = std::make_shared<bool>(false);
+            auto error = std::make_shared<std::string>();
+            run_job(
+                [store, rows, complete, error, a] {
+                    try {
+                        *complete = store->read(a.after, a.through, a.limit, *rows);
+                    } catch (const std::exception& e) {
+                        *error = e.what();
+                    }
+                },
+                [this, rows, complete, error] {
+                    if (!error->empty()) {
+                        cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
+                        log::get("sink")->error("{}: reading the buffer: {}", cfg_.name, *error);
+                        rows->clear();
+                        machine_.on_read({}, false);
+                        return;
+                    }
+                    machine_.on_read(std::move(*rows), *complete);
+                    pump();
+                });
+            return;
+        }
+        case action::encode: {
+            struct result {
+                std::vector<storage::stored_row> rows, rest;
+                std::shared_ptr<std::string> body;
+                size_t ndjson_bytes = 0;
+                std::string key, error;
+            };
+            auto r = std::make_shared<result>();
+            r->rows = std::move(a.rows);
+            const size_t max_bytes = machine_.limits().max_bytes;
+            const bool gzip = opts_.gzip;
+            const uint64_t acked = machine_.ack_committed();
+            const bool recorded = a.recorded;
+            const batch_range range = a.range;
+            run_job(
+                [store, r, max_bytes, gzip, acked, recorded, range, gw = gateway_id_, key = key_] {
+                    try {
+                        std::string text;
+                        size_t used = 0;
+                        for (const auto& row : r->rows) {
+                            const size_t before = text.size();
+                            ndjson::append_line(text, gw, row);
+                            // max_bytes counts the NDJSON before compression; a recorded range
+                            // is sent whole, whatever the limit says now.
+                            if (!recorded && used > 0 && text.size() > max_bytes) {
+                                text.resize(before);
+                                break;
+                            }
+                            ++used;
+                        }
+                        r->rest.assign(std::make_move_iterator(r->rows.begin() + used),
+                                       std::make_move_iterator(r->rows.end()));
+                        r->rows.resize(used);
+                        const uint64_t first = recorded ? range.first : r->rows.front().seq;
+                        const uint64_t last = recorded ? range.last : r->rows.back().seq;
+                        r->ndjson_bytes = text.size();
+                        r->body = std::make_shared<std::string>(gzip ? ndjson::gzip(text)
+                                                                     : std::move(text));
+                        r->key = key.render(
+                            {gw, r->rows.front().ts_ms, first, last, r->rows.front().seq, {}});
+                        if (!recorded) store->record(first, last, acked);
+                    } catch (const std::exception& e) {
+                        r->error = e.what();
+                        for (auto& row : r->rows) r->rest.push_back(std::move(row));
+                        r->rows.clear();
+                    }
+                },
+                [this, r] {
+                    const auto now = clock::now();
+                    if (!r->error.empty()) {
+                        last_error_ = "preparing a batch: " + r->error;
+                        log::get("sink")->error("{}: {}", cfg_.name, last_error_);
+                        machine_.on_encoded({}, std::move(r->rest), now, true);
+                        return;
+                    }
+                    const size_t n = r->rows.size();
+                    machine_.on_encoded(std::move(r->rows), std::move(r->rest), now);
+                    const auto& c = *machine_.current();
+                    upload_ = upload{c.first, c.last, n, r->body, r->key};
+                    pump();
+                });
+            return;
+        }
+        case action::upload:
+            not_before_ = clock::now();
+            start_upload(*upload_);
+            return;
+        case action::split: {
+            auto ok = std::make_shared<bool>(false);
+            run_job(
+                [store, a, ok] {
+                    try {
+                        store->split(a.range.first, {a.halves[0].first, a.halves[0].last},
+                                     {a.halves[1].first, a.halves[1].last});
+                        *ok = true;
+                    } catch (const std::exception&) {
+                    }
+                },
+                [this, ok, a] {
+                    log::get("sink")->warn("{}: batch {}-{} refused as a whole ({}); splitting it",
+                                           cfg_.name, a.range.first, a.range.last, last_error_);
+                    upload_.reset();
+                    machine_.on_split_recorded(*ok, clock::now());
+                    pump();
+                });
+            return;
+        }
+        case action::drop: {
+            // No dead-letter table on this branch yet: the row is counted and let go.
+            auto ok = std::make_shared<bool>(false);
+            run_job(
+                [store, a, ok] {
+                    try {
+                        store->mark_uploaded(a.range.first);
+                        *ok = true;
+                    } catch (const std::exception&) {
+                    }
+                },
+                [this, ok, a] {
+                    if (drop_log_.allow()) {
+                        log::get("sink")->error(
+                            "{}: row seq {} refused on its own ({}); dropped ({} so far)",
+                            cfg_.name, a.range.first, last_error_, drop_log_.count());
+                    }
+                    upload_.reset();
+                    machine_.on_dropped(*ok, clock::now());
+                    pump();
+                });
+            return;
+        }
+        case action::forget: {
+            auto ok = std::make_shared<bool>(false);
+            run_job(
+                [store, a, ok] {
+                    try {
+                        store->forget(a.range.first);
+                        *ok = true;
+                    } catch (const std::exception&) {
+                    }
+                },
+                [this, ok] {
+                    machine_.on_forgotten(*ok, clock::now());
+                    pump();
+                });
+            return;
+        }
+    }
+}
+
+void batch_sink::upload_done(upload_outcome outcome, std::string error) {
+    const auto now = clock::now();
+    auto lg = log::get("sink");
+    if (outcome != upload_outcome::ok) {
+        last_error_ = std::move(error);
+        if (outcome == upload_outcome::refused || outcome == upload_outcome::local) {
+            lg->error("{}: batch {}-{}: {}; retrying in {} s", cfg_.name, upload_->first_seq,
+                      upload_->last_seq, last_error_, machine_.limits().error_retry.count() / 1000);
+        } else if (outcome == upload_outcome::transient && machine_.failures() % 10 == 0) {
+            lg->warn("{}: batch {}-{}: {} (attempt {}), retrying with backoff", cfg_.name,
+                     upload_->first_seq, upload_->last_seq, last_error_, machine_.failures() + 1);
+        }
+        machine_.on_uploaded(outcome, now);
+        if (outcome == upload_outcome::too_large) pump();
+        return;
+    }
+    if (!marks_uploaded_itself()) {
+        // The record says "uploaded" before the rows are acknowledged: a crash in between
+        // must not upload the range again with fewer rows (see batch_machine.h).
+        auto ok = std::make_shared<bool>(false);
+        run_job(
+            [store = store_, first = upload_->first_seq, ok] {
+                try {
+                    store->mark_uploaded(first);
+                    *ok = true;
+                } catch (const std::exception&) {
+                }
+            },
+            [this, ok] {
+                if (!*ok) {
+                    upload_done(upload_outcome::local, "recording the upload failed");
+                    return;
+                }
+                uploaded();
+            });
+        return;
+    }
+    uploaded();
+}
+
+void batch_sink::uploaded() {
+    auto lg = log::get("sink");
+    const auto now = clock::now();
+    bytes_uploaded_ += upload_->body->size();
+    rows_uploaded_ += upload_->rows;
+    ++batches_uploaded_;
+    cnt_.sent.fetch_add(upload_->rows, std::memory_order_relaxed);
+    cnt_.acked.fetch_add(upload_->rows, std::memory_order_relaxed);
+    if (opts_.max_bytes_per_s > 0) {
+        not_before_ +=
+            std::chrono::microseconds(upload_->body->size() * 1'000'000 / opts_.max_bytes_per_s);
+    }
+    if (machine_.failures() > 0) lg->info("{}: uploading again", cfg_.name);
+    last_error_.clear();
+    upload_.reset();
+    machine_.on_uploaded(upload_outcome::ok, now);
+    pump();
+}
+
+void batch_sink::tick(double seconds) {
+    if (seconds <= 0) return;
+    const double now_rate = static_cast<double>(rows_uploaded_ - rows_at_last_tick_) / seconds;
+    rows_at_last_tick_ = rows_uploaded_;
+    rate_ = rate_ == 0 ? now_rate : 0.7 * rate_ + 0.3 * now_rate;
+}
+
+void batch_sink::stop(const std::string&, std::chrono::milliseconds) {
+    // A batch under way is recorded: the next start uploads it again under the same key.
+    stopping_ = true;
+}
+
+nlohmann::json batch_sink::status() {
+    const auto& t = buf_.for_sink(bit_);
+    const int64_t rows = t.rows.load();
+    nlohmann::json eta = nullptr;
+    if (rows == 0) {
+        eta = 0;
+    } else if (machine_.state() != batch_state::offline && machine_.state() != batch_state::error &&
+               rate_ > 0.5) {
+        eta = static_cast<double>(rows) / rate_;
+    }
+    nlohmann::json in_flight = nullptr;
+    if (upload_) {
+        in_flight = {{"first_seq", upload_->first_seq},
+                     {"last_seq", upload_->last_seq},
+                     {"rows", upload_->rows},
+                     {"bytes", upload_->body->size()},
+                     {"key", upload_->key}};
+    }
+    nlohmann::json j = {{"type", cfg_.type},
+                        {"state", to_string(machine_.state())},
+                        {"connected", machine_.state() == batch_state::online ||
+                                          machine_.state() == batch_state::draining},
+                        {"rows_waiting", rows},
+                        {"bytes_waiting", t.bytes.load()},
+                        {"eta_s", eta},
+                        {"batch_in_flight", in_flight},
+                        {"batches_uploaded", batches_uploaded_},
+                        {"rows_uploaded", rows_uploaded_},
+                        {"bytes_uploaded", bytes_uploaded_},
+                        {"rate_msg_s", rate_},
+                        {"dropped", machine_.dropped()},
+                        {"failures", machine_.failures()},
+                        {"last_error", last_error_}};
+    add_status(j);
+    return j;
+}
+
+}  // namespace egw

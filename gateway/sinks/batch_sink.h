@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: Apache-2.0
+// The I/O half shared by the batch sinks (dir, http, s3), around batch_machine: it runs the
+// machine's reads, encodings and records as jobs on the libuv worker pool (never on the loop),
+// keeps the encoded body of the batch in flight for its retries, and leaves the transfer itself
+// to the type (start_upload). Loop thread only; at most one job per sink at a time, which is
+// what lets the jobs share the sink's batch_store connection without a lock.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "gateway/log.h"
+#include "gateway/sinks/batch_machine.h"
+#include "gateway/sinks/ndjson.h"
+#include "gateway/sinks/sink.h"
+#include "storage/batches.h"
+
+namespace egw {
+
+// The settings every batch type shares (config keys batch, key, compression, max_bytes_per_s).
+struct batch_options : sink_options {
+    batch_limits limits;
+    std::string key;
+    bool gzip = true;
+    uint64_t max_bytes_per_s = 0;  // 0: unlimited
+};
+
+// Parses the shared keys into `o`; `default_max_rows` etc. come from the type.
+void parse_batch_options(const nlohmann::json& s, const std::string& path, batch_options& o,
+                         std::vector<config_problem>& problems);
+
+class batch_sink : public sink {
+public:
+    batch_sink(const sink_context& ctx, const batch_options& opts);
+    ~batch_sink() override;
+
+    void handle(sink_event&) override {}
+    void on_live(storage::stored_row& row, bool last) override;
+    void pump() override;
+    void tick(double seconds) override;
+    void stop(const std::string& offline_status, std::chrono::milliseconds budget) override;
+    nlohmann::json status() override;
+    // Batch sinks read everything from the buffer; a new row is noticed from last_seq.
+    bool wants_live() const override { return false; }
+    uint64_t ack_committed() const override { return machine_.ack_committed(); }
+    uint64_t acked_through() const override { return machine_.acked_through(); }
+    void ack_commit_done(uint64_t through) override { machine_.ack_commit_done(through); }
+    void on_reload() override { machine_.on_reload(); }
+
+protected:
+    struct upload {
+        uint64_t first_seq, last_seq;
+        size_t rows;
+        std::shared_ptr<const std::string> body;  // compressed unless compression is none
+        std::string key;
+    };
+    // Starts the transfer of `u`; the type calls upload_done() exactly once, on the loop.
+    virtual void start_upload(const upload& u) = 0;
+    void upload_done(upload_outcome outcome, std::string error);
+    // Marks the batch uploaded in its record: a worker job, before its rows are acknowledged.
+    // Types whose upload already runs on a worker call store().mark_uploaded() there instead.
+    virtual bool marks_uploaded_itself() const { return false; }
+    // Extra status fields of the type.
+    virtual void add_status(nlohmann::json&) {}
+
+    // A unit of work for the pool: `run` on a worker, `done` back on the loop unless the sink
+    // is gone by then.
+    void run_job(std::function<void()> run, std::function<void()> done);
+
+    const std::shared_ptr<storage::batch_store>& store() const { return store_; }
+    const std::string& gateway_id() const { return gateway_id_; }
+    uv_loop_t* loop() const { return loop_; }
+    counters& cnt() { return cnt_; }
+
+    std::string last_error_;
+    bool stopping_ = false;
+
+private:
+    void execute(batch_machine::action a);
+    void uploaded();
+
+    std::string gateway_id_;
+    storage::buffer& buf_;
+    counters& cnt_;
+    uv_loop_t* loop_;
+    batch_options opts_;
+    ndjson::key_template key_;
+    batch_machine machine_;
+    std::shared_ptr<storage::batch_store> store_;
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    uint64_t seen_last_seq_ = 0;
+    std::optional<upload> upload_;                        // the encoded batch in flight
+    std::chrono::steady_clock::time_point not_before_{};  // max_bytes_per_s
+    uint64_t bytes_uploaded_ = 0, batches_uploaded_ = 0, rows_uploaded_ = 0;
+    uint64_t rows_at_last_tick_ = 0;
+    double rate_ = 0;  // rows per second
+    log::throttle drop_log_;
+};
+
+}  // namespace egw

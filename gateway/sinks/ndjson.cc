@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/sinks/ndjson.h"
+
+#include <zlib.h>
+
+#include <cstdio>
+#include <ctime>
+
+#include <nlohmann/json.hpp>
+
+namespace egw::ndjson {
+
+bool is_utf8(std::string_view s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
+    size_t i = 0;
+    while (i < n) {
+        const unsigned char c = p[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t len;
+        uint32_t cp;
+        if ((c & 0xE0) == 0xC0) {
+            len = 2;
+            cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3;
+            cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (i + len > n) return false;
+        for (size_t k = 1; k < len; ++k) {
+            if ((p[i + k] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (p[i + k] & 0x3F);
+        }
+        // Overlong forms, surrogates and code points past U+10FFFF are not UTF-8.
+        if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+            (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF) {
+            return false;
+        }
+        i += len;
+    }
+    return true;
+}
+
+std::string base64(std::string_view in) {
+    static constexpr char table[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    out.reserve((in.size() + 2) / 3 * 4);
+    const auto* p = reinterpret_cast<const unsigned char*>(in.data());
+    size_t i = 0;
+    for (; i + 3 <= in.size(); i += 3) {
+        const uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
+        out += table[v >> 18];
+        out += table[(v >> 12) & 63];
+        out += table[(v >> 6) & 63];
+        out += table[v & 63];
+    }
+    if (const size_t rest = in.size() - i; rest > 0) {
+        const uint32_t v = (p[i] << 16) | (rest == 2 ? p[i + 1] << 8 : 0);
+        out += table[v >> 18];
+        out += table[(v >> 12) & 63];
+        out += rest == 2 ? table[(v >> 6) & 63] : '=';
+        out += '=';
+    }
+    return out;
+}
+
+void append_line(std::string& out, std::string_view gateway_id, const storage::stored_row& row) {
+    using nlohmann::json;
+    // Built by hand in a fixed key order; nlohmann's dump escapes the strings.
+    out += "{\"gateway\":";
+    out += json(std::string(gateway_id)).dump();
+    out += ",\"seq\":";
+    out += std::to_string(row.seq);
+    out += ",\"ts_ms\":";
+    out += std::to_string(row.ts_ms);
+    out += ",\"topic\":";
+    out += json(row.topic).dump(-1, ' ', false, json::error_handler_t::replace);
+    const std::string& p = row.payload;
+    if (is_utf8(p)) {
+        json parsed = json::parse(p, nullptr, false);
+        out += ",\"payload\":";
+        if (!parsed.is_discarded()) {
+            out += parsed.dump();
+        } else {
+            out += json(p).dump();
+        }
+    } else {
+        out += ",\"payload_b64\":\"";
+        out += base64(p);
+        out += '"';
+    }
+    out += "}\n";
+}
+
+std::string gzip(std::string_view data, int level) {
+    z_stream z{};
+    // 15 + 16: a gzip wrapper. Without deflateSetHeader zlib writes mtime 0, no name and OS
+    // "unix": the header is the same on every run.
+    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+        throw std::runtime_error("zlib: deflateInit2 failed");
+    }
+    std::string out;
+    out.resize(deflateBound(&z, static_cast<uLong>(data.size())) + 32);
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+    z.avail_in = static_cast<uInt>(data.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    const int rc = deflate(&z, Z_FINISH);
+    const size_t produced = out.size() - z.avail_out;
+    deflateEnd(&z);
+    if (rc != Z_STREAM_END) throw std::runtime_error("zlib: deflate did not finish");
+    out.resize(produced);
+    return out;
+}
+
+std::string encode_key(std::string_view raw) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(raw.size());
+    for (const char ch : raw) {
+        const auto c = static_cast<unsigned char>(ch);
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+            c == '/' || c == '.' || c == '_' || c == '-') {
+            out += ch;
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+key_template::key_template(std::string text) : text_(std::move(text)) {
+    static const std::pair<const char*, kind> names[] = {{"gateway_id", gateway_id},
+                                                         {"yyyy", yyyy},
+                                                         {"mm", mm},
+                                                         {"dd", dd},
+                                                         {"HH", hh},
+                                                         {"first_seq", first_seq},
+                                                         {"last_seq", last_seq},
+                                                         {"topic", topic},
+                                                         {"seq", seq}};
+    size_t i = 0;
+    while (i < text_.size()) {
+        const size_t open = text_.find('{', i);
+        if (open == std::string::npos) {
+            parts_.push_back({literal, text_.substr(i)});
+            break;
+        }
+        if (open > i) parts_.push_back({literal, text_.substr(i, open - i)});
+        const size_t close = text_.find('}', open);
+        if (close == std::string::npos) throw std::invalid_argument("unclosed '{' in key");
+        const std::string name = text_.substr(open + 1, close - open - 1);
+        bool found = false;
+        for (const auto& [n, k] : names) {
+            if (name == n) {
+                parts_.push_back({k, {}});
+                found = true;
+            }
+        }
+        if (!found) throw std::invalid_argument("unknown placeholder {" + name + "} in key");
+        i = close + 1;
+    }
+}
+
+std::string key_template::render(const fields& f) const {
+    const std::time_t secs = static_cast<std::time_t>(f.ts_ms / 1000);
+    std::tm utc{};
+    gmtime_r(&secs, &utc);
+    char buf[32];
+    auto num = [&](int width, uint64_t v) {
+        std::snprintf(buf, sizeof buf, "%0*llu", width, static_cast<unsigned long long>(v));
+        return std::string(buf);
+    };
+    std::string raw;
+    for (const part& p : parts_) {
+        switch (p.what) {
+            case literal:
+                raw += p.text;
+                break;
+            case gateway_id:
+                raw += f.gateway_id;
+                break;
+            case yyyy:
+                raw += num(4, static_cast<uint64_t>(utc.tm_year + 1900));
+                break;
+            case mm:
+                raw += num(2, static_cast<uint64_t>(utc.tm_mon + 1));
+                break;
+            case dd:
+                raw += num(2, static_cast<uint64_t>(utc.tm_mday));
+                break;
+            case hh:
+                raw += num(2, static_cast<uint64_t>(utc.tm_hour));
+                break;
+            case first_seq:
+                raw += num(20, f.first_seq);
+                break;
+            case last_seq:
+                raw += num(20, f.last_seq);
+                break;
+            case topic:
+                raw += f.topic;
+                break;
+            case seq:
+                raw += num(20, f.seq);
+                break;
+        }
+    }
+    return encode_key(raw);
+}
+
+}  // namespace egw::ndjson

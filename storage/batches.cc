@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "storage/batches.h"
+
+namespace egw::storage {
+
+batch_store::batch_store(std::string path, int bit) : path_(std::move(path)), bit_(bit) {}
+
+void batch_store::open() {
+    if (db_.get()) return;
+    db_ = connection(path_, SQLITE_OPEN_READWRITE);
+    sqlite3* db = db_.get();
+    read_ = statement(db,
+                      "SELECT seq, ts, sinks, topic, payload FROM messages "
+                      "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");
+    read_through_ = statement(db,
+                              "SELECT seq, ts, sinks, topic, payload FROM messages "
+                              "WHERE seq > ?1 AND seq <= ?4 AND (sinks & ?2) != 0 "
+                              "ORDER BY seq LIMIT ?3");
+    insert_ = statement(db,
+                        "INSERT OR REPLACE INTO batches (bit, first_seq, last_seq) "
+                        "VALUES (?1, ?2, ?3)");
+    mark_ = statement(db, "UPDATE batches SET uploaded = 1 WHERE bit = ?1 AND first_seq = ?2");
+    erase_ = statement(db, "DELETE FROM batches WHERE bit = ?1 AND first_seq = ?2");
+    forget_done_ =
+        statement(db, "DELETE FROM batches WHERE bit = ?1 AND uploaded = 1 AND last_seq <= ?2");
+    list_ = statement(db,
+                      "SELECT first_seq, last_seq, uploaded FROM batches WHERE bit = ?1 "
+                      "ORDER BY first_seq");
+}
+
+std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_through) {
+    open();
+    std::vector<range> out;
+    uploaded_through = 0;
+    list_.bind(1, bit_);
+    try {
+        while (list_.step()) {
+            const range r{static_cast<uint64_t>(list_.int64(0)),
+                          static_cast<uint64_t>(list_.int64(1))};
+            if (list_.int64(2) != 0) {
+                uploaded_through = std::max(uploaded_through, r.last);
+            } else {
+                out.push_back(r);
+            }
+        }
+    } catch (...) {
+        list_.reset();
+        throw;
+    }
+    list_.reset();
+    return out;
+}
+
+bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
+                       std::vector<stored_row>& out) {
+    open();
+    statement& s = through ? read_through_ : read_;
+    s.bind(1, static_cast<int64_t>(after))
+        .bind(2, static_cast<int64_t>(uint64_t{1} << bit_))
+        .bind(3, static_cast<int64_t>(limit));
+    if (through) s.bind(4, static_cast<int64_t>(through));
+    size_t n = 0;
+    try {
+        while (s.step()) {
+            out.push_back(stored_row{static_cast<uint64_t>(s.int64(0)), s.int64(1),
+                                     static_cast<uint64_t>(s.int64(2)), std::string(s.text(3)),
+                                     std::string(s.blob(4))});
+            ++n;
+        }
+    } catch (...) {
+        s.reset();
+        throw;
+    }
+    s.reset();
+    return n < limit;
+}
+
+void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) {
+    open();
+    transaction t(db_);
+    forget_done_.bind(1, bit_).bind(2, static_cast<int64_t>(acked_through));
+    forget_done_.step();
+    forget_done_.reset();
+    insert_.bind(1, bit_).bind(2, static_cast<int64_t>(first)).bind(3, static_cast<int64_t>(last));
+    insert_.step();
+    insert_.reset();
+    t.commit();
+}
+
+void batch_store::mark_uploaded(uint64_t first) {
+    open();
+    mark_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
+    mark_.step();
+    mark_.reset();
+}
+
+void batch_store::split(uint64_t first, range a, range b) {
+    open();
+    transaction t(db_);
+    erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
+    erase_.step();
+    erase_.reset();
+    for (const range& r : {a, b}) {
+        insert_.bind(1, bit_)
+            .bind(2, static_cast<int64_t>(r.first))
+            .bind(3, static_cast<int64_t>(r.last));
+        insert_.step();
+        insert_.reset();
+    }
+    t.commit();
+}
+
+void batch_store::forget(uint64_t first) {
+    open();
+    erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
+    erase_.step();
+    erase_.reset();
+}
+
+}  // namespace egw::storage

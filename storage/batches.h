@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: Apache-2.0
+// The batch sinks' part of the buffer file: the recorded batch ranges (table batches, see
+// schema.cc) and the reads that fill a batch, for one sink.
+//
+// Its own SQLite connection, opened on first use, so that a batch sink reads and records on a
+// worker thread without touching the loop's reader connection or taking the ingest write lock
+// for longer than one small transaction. Threads: one thread at a time (the sink runs one job at
+// a time); any worker thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "storage/buffer.h"
+#include "storage/sqlite.h"
+
+namespace egw::storage {
+
+class batch_store {
+public:
+    // `path`: the buffer file (already created and migrated by storage::buffer).
+    batch_store(std::string path, int bit);
+    batch_store(const batch_store&) = delete;
+    batch_store& operator=(const batch_store&) = delete;
+
+    struct range {
+        uint64_t first = 0, last = 0;
+    };
+    // Ranges recorded and not uploaded, oldest first; `uploaded_through`: the highest last_seq
+    // of the ranges recorded as uploaded.
+    std::vector<range> open_ranges(uint64_t& uploaded_through);
+
+    // Rows for this sink with after < seq (<= through unless 0), oldest first, at most `limit`.
+    // Returns true when nothing lies beyond them.
+    bool read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out);
+
+    // Records [first, last] (before its upload) and forgets the uploaded ranges whose rows are
+    // acknowledged for good (last_seq <= acked_through).
+    void record(uint64_t first, uint64_t last, uint64_t acked_through);
+    void mark_uploaded(uint64_t first);
+    // Replaces the record starting at `first` by [a_first, a_last] and [b_first, b_last].
+    void split(uint64_t first, range a, range b);
+    void forget(uint64_t first);
+
+private:
+    void open();
+
+    std::string path_;
+    int bit_;
+    connection db_;
+    statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_;
+};
+
+}  // namespace egw::storage

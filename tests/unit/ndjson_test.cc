@@ -1,0 +1,94 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "gateway/sinks/ndjson.h"
+
+#include <zlib.h>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace egw::ndjson {
+namespace {
+
+using nlohmann::json;
+
+json line_of(const std::string& payload) {
+    std::string out;
+    append_line(out, "gw-1", {42, 1700000000123, 1, "devices/a/t", payload});
+    EXPECT_EQ(out.back(), '\n');
+    EXPECT_EQ(out.find('\n'), out.size() - 1);
+    return json::parse(out);
+}
+
+TEST(ndjson, a_line_carries_gateway_seq_ts_topic_and_the_payload) {
+    json j = line_of(R"({"t": 21.5})");
+    EXPECT_EQ(j["gateway"], "gw-1");
+    EXPECT_EQ(j["seq"], 42);
+    EXPECT_EQ(j["ts_ms"], 1700000000123);
+    EXPECT_EQ(j["topic"], "devices/a/t");
+    EXPECT_EQ(j["payload"], json({{"t", 21.5}}));
+    EXPECT_FALSE(j.contains("payload_b64"));
+}
+
+TEST(ndjson, scalars_are_inlined_text_is_a_string_binary_is_base64) {
+    EXPECT_EQ(line_of("17")["payload"], 17);
+    EXPECT_EQ(line_of("\"x\"")["payload"], "x");
+    EXPECT_EQ(line_of("true")["payload"], true);
+    EXPECT_EQ(line_of("hello {world")["payload"], "hello {world");
+    EXPECT_EQ(line_of("")["payload"], "");
+    json b = line_of(std::string("\xff\xd8\xff\x00", 4));
+    EXPECT_FALSE(b.contains("payload"));
+    EXPECT_EQ(b["payload_b64"], "/9j/AA==");
+}
+
+TEST(ndjson, base64_and_utf8) {
+    EXPECT_EQ(base64(""), "");
+    EXPECT_EQ(base64("f"), "Zg==");
+    EXPECT_EQ(base64("fo"), "Zm8=");
+    EXPECT_EQ(base64("foo"), "Zm9v");
+    EXPECT_TRUE(is_utf8("gr\xc3\xbc\xc3\x9f"));
+    EXPECT_FALSE(is_utf8("\xc0\xaf"));      // overlong
+    EXPECT_FALSE(is_utf8("\xed\xa0\x80"));  // surrogate
+    EXPECT_FALSE(is_utf8("\xe2\x82"));      // truncated
+}
+
+TEST(ndjson, gzip_is_byte_identical_across_runs_and_has_no_timestamp) {
+    const std::string text(100000, 'a');
+    const std::string a = gzip(text), b = gzip(text);
+    EXPECT_EQ(a, b);
+    ASSERT_GT(a.size(), 10u);
+    EXPECT_EQ(static_cast<unsigned char>(a[0]), 0x1f);
+    EXPECT_EQ(static_cast<unsigned char>(a[1]), 0x8b);
+    EXPECT_EQ(a.substr(4, 4), std::string(4, '\0')) << "MTIME must be 0";
+    // And it inflates back.
+    z_stream z{};
+    ASSERT_EQ(inflateInit2(&z, 15 + 16), Z_OK);
+    std::string out(text.size() + 16, '\0');
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(a.data()));
+    z.avail_in = static_cast<uInt>(a.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    EXPECT_EQ(inflate(&z, Z_FINISH), Z_STREAM_END);
+    out.resize(z.total_out);
+    inflateEnd(&z);
+    EXPECT_EQ(out, text);
+}
+
+TEST(ndjson, keys_are_zero_padded_utc_from_the_first_row_and_encoded) {
+    key_template t(default_key);
+    // 2026-01-02T03:04:05Z
+    const int64_t ts = 1767323045000;
+    EXPECT_EQ(t.render({"gw-1", ts, 7, 1234, 0, {}}),
+              "gw-1/2026/01/02/00000000000000000007-00000000000000001234.ndjson.gz");
+    key_template h("{gateway_id}/{yyyy}/{mm}/{dd}/{HH}/{first_seq}-{last_seq}");
+    EXPECT_EQ(h.render({"gw", ts, 1, 2, 0, {}}),
+              "gw/2026/01/02/03/00000000000000000001-00000000000000000002");
+    key_template o("{gateway_id}/objects/{topic}/{seq}");
+    EXPECT_EQ(o.render({"gw", ts, 0, 0, 9, "devices/cam 1/ä+"}),
+              "gw/objects/devices/cam%201/%C3%A4%2B/00000000000000000009");
+    EXPECT_THROW(key_template("{nope}"), std::invalid_argument);
+    EXPECT_THROW(key_template("{gateway_id"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace egw::ndjson
