@@ -164,16 +164,18 @@ struct instance {
     }
 };
 
-int emit_one(instance& in, egw_call* call, const emission& e) {
+// Full topics, never EGW_OUTPUT_SUFFIX: on_timer has no input topic to append to.
+int emit_one(instance& in, egw_call* call, const std::string& camera, const emission& e) {
     egw_output out{};
     out.struct_size = sizeof(egw_output);
-    out.flags = EGW_OUTPUT_SUFFIX;
+    out.flags = 0;
+    std::string topic = camera;
     out.priority = EGW_PRIORITY_ROUTE;
     egw_property props[2];
     const std::string_view role = e.role;
     switch (e.what) {
         case emission::kind::event:
-            out.topic = "/motion";
+            topic += "/motion";
             out.payload = reinterpret_cast<const uint8_t*>(e.json.data());
             out.payload_len = e.json.size();
             out.content_type = "application/json";
@@ -190,7 +192,7 @@ int emit_one(instance& in, egw_call* call, const emission& e) {
                        "camera-motion: no thumbnail for episode " + e.episode + ": " + reason);
                 return EGW_OK;
             }
-            out.topic = "/thumbnail";
+            topic += "/thumbnail";
             out.payload = reinterpret_cast<const uint8_t*>(in.thumb.data());
             out.payload_len = in.thumb.size();
             out.content_type = "image/jpeg";
@@ -198,13 +200,14 @@ int emit_one(instance& in, egw_call* call, const emission& e) {
         }
         case emission::kind::frame:
             if (!e.jpeg) return EGW_OK;
-            out.topic = "/frame";
+            topic += "/frame";
             out.payload = reinterpret_cast<const uint8_t*>(e.jpeg->data());
             out.payload_len = e.jpeg->size();
             out.content_type = "image/jpeg";
             break;
     }
-    out.topic_len = std::strlen(out.topic);
+    out.topic = topic.data();
+    out.topic_len = topic.size();
     out.content_type_len = std::strlen(out.content_type);
     if (e.what != emission::kind::event) {
         props[0] = {"egw-episode", 11, e.episode.data(), e.episode.size()};
@@ -215,15 +218,20 @@ int emit_one(instance& in, egw_call* call, const emission& e) {
     return in.host->emit(call, &out);
 }
 
-int flush(instance& in, egw_call* call) {
+// Emits what the trackers produced for `camera` (in.pending) and re-arms the timer.
+int flush(instance& in, egw_call* call, const std::string& camera) {
     int rc = EGW_OK;
     for (const emission& e : in.pending) {
-        if (emit_one(in, call, e) != EGW_OK) {
+        if (emit_one(in, call, camera, e) != EGW_OK) {
             rc = EGW_ERROR;
             break;
         }
     }
     in.pending.clear();
+    return rc;
+}
+
+void arm_timer(instance& in, egw_call* call) {
     int64_t next = 0;
     for (const auto& [topic, cam] : in.cameras) {
         const int64_t d = cam->tracker.next_deadline();
@@ -233,7 +241,6 @@ int flush(instance& in, egw_call* call) {
         in.host->set_timer(call, next);
         in.timer_ms = next;
     }
-    return rc;
 }
 
 void log_rejects(instance& in, int64_t now_ms, bool force) {
@@ -307,7 +314,9 @@ int cm_on_message(void* p, const egw_message* msg, egw_call* call) noexcept {
             }
             log_rejects(in, wall, false);
             cam.tracker.on_rejected(d.reject, msg->ts_ms, wall, in.pending);
-            return flush(in, call);
+            const int rc = flush(in, call, it->first);
+            arm_timer(in, call);
+            return rc;
         }
         const motion_result m = cam.detector.analyse(in.luma, d.frame_width, d.frame_height);
         frame_info f;
@@ -324,7 +333,9 @@ int cm_on_message(void* p, const egw_message* msg, egw_call* call) noexcept {
         }
         cam.tracker.on_frame(f, wall, in.pending);
         log_rejects(in, wall, false);
-        return flush(in, call);
+        const int rc = flush(in, call, it->first);
+        arm_timer(in, call);
+        return rc;
     } catch (const std::exception& e) {
         in.pending.clear();
         in.log(EGW_LOG_ERROR, std::string("camera-motion: ") + e.what());
@@ -336,9 +347,18 @@ int cm_on_timer(void* p, int64_t now_ms, egw_call* call) noexcept {
     auto& in = *static_cast<instance*>(p);
     try {
         in.timer_ms = -1;  // the host's timer fired: whatever we want next must be asked again
-        for (auto& [topic, cam] : in.cameras) cam->tracker.on_timer(now_ms, in.pending);
+        int rc = EGW_OK;
+        for (auto& [topic, cam] : in.cameras) {
+            cam->tracker.on_timer(now_ms, in.pending);
+            if (rc == EGW_OK) {
+                rc = flush(in, call, topic);
+            } else {
+                in.pending.clear();
+            }
+        }
         log_rejects(in, now_ms, false);
-        return flush(in, call);
+        arm_timer(in, call);
+        return rc;
     } catch (const std::exception& e) {
         in.pending.clear();
         in.log(EGW_LOG_ERROR, std::string("camera-motion: ") + e.what());
