@@ -42,6 +42,13 @@ jpeg_codec::~jpeg_codec() {
     if (encoder_ != nullptr) tjDestroy(encoder_);
 }
 
+void jpeg_codec::reset_decoder() {
+    // After a failed call libturbojpeg 2.1's handle can stay in an error state (every later
+    // frame then fails too), so a fresh one is made: rare, and cheap next to a decode.
+    if (decoder_ != nullptr) tjDestroy(decoder_);
+    decoder_ = tjInitDecompress();
+}
+
 decode_result jpeg_codec::read_header(const uint8_t* data, size_t len, uint64_t max_pixels) {
     decode_result r;
     // SOI followed by a marker: cheap, and keeps text, PNGs and random bytes out of libjpeg.
@@ -65,6 +72,7 @@ decode_result jpeg_codec::read_header(const uint8_t* data, size_t len, uint64_t 
                             &colorspace) != 0) {
         r.reject = reject_kind::decode_error;
         r.reason = tjGetErrorStr2(decoder_);
+        reset_decoder();
         return r;
     }
     r.frame_width = w;
@@ -108,6 +116,7 @@ decode_result jpeg_codec::decode_luma(const uint8_t* data, size_t len, uint64_t 
                       best_h, TJPF_GRAY, hostile_flags) != 0) {
         r.reject = reject_kind::decode_error;
         r.reason = tjGetErrorStr2(decoder_);
+        reset_decoder();
         return r;
     }
     return r;
@@ -139,6 +148,7 @@ bool jpeg_codec::thumbnail(const uint8_t* data, size_t len, uint64_t max_pixels,
     if (tjDecompress2(decoder_, data, static_cast<unsigned long>(len), rgb_.data(), sw, 0, sh,
                       TJPF_RGB, hostile_flags) != 0) {
         reason = tjGetErrorStr2(decoder_);
+        reset_decoder();
         return false;
     }
     const uint8_t* src = rgb_.data();

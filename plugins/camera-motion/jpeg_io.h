@@ -61,6 +61,7 @@ public:
 
 private:
     decode_result read_header(const uint8_t* data, size_t len, uint64_t max_pixels);
+    void reset_decoder();
 
     void* decoder_ = nullptr;        // tjhandle
     void* encoder_ = nullptr;        // tjhandle

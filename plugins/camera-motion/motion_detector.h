@@ -12,9 +12,9 @@
 // than relearn_above_pct of the analysed pixels changed (before dilation) the model relearns
 // from this frame and reports no motion (lightning, an IR switch, a global exposure step).
 //
-// The average follows the scene at 1/16 per frame outside motion and 1/128 inside, so slow
-// lighting drifts are absorbed while a moving object does not burn into the background, and an
-// object that stops becomes background within about a minute at 2 fps.
+// The average follows the scene at 1/16 per frame, so slow lighting drifts are absorbed, a
+// moving object leaves no ghost behind, and one that stops becomes background after about 20
+// frames (10 s at 2 fps).
 //
 // Threads: none of its own; one caller at a time.
 #pragma once

@@ -47,7 +47,8 @@ struct camera_sim_options {
     double noise_sigma = 3;  // sensor noise, grey levels
     std::vector<sim_object> objects;
     std::vector<sim_brightness> brightness;
-    // Distractors: squares of `size` pixels that wander the top band of the frame all the time.
+    // Distractors: dark squares of `size` pixels that wander the top band of the frame all the
+    // time, at most 2 % of the width per second.
     int distractor_count = 0;
     int distractor_size = 0;
 };
@@ -88,7 +89,7 @@ public:
 
     // A mostly still scene: `episodes` objects crossing the frame at evenly spread times (each
     // in view 4 to 10 s, at least 20 s apart), two brightness steps and one slow ramp away from
-    // them, and two distractors below 0.5 % of the analysed area.
+    // them, and two distractors well below 0.5 % of the analysed area.
     static camera_sim_options scenario(int width, int height, double fps, int64_t duration_ms,
                                        int episodes, uint32_t seed);
 
@@ -100,6 +101,9 @@ private:
     uint64_t rng_;
     std::vector<uint8_t> background_;  // luma
     std::vector<uint8_t> rgb_;
+    std::vector<uint8_t> luma_;
+    std::vector<int8_t> noise_;
+    int off_ = 0;                                     // this frame's brightness offset
     std::vector<std::array<double, 4>> distractors_;  // x, y, vx, vy (px per s)
     struct encoder;
     std::unique_ptr<encoder> enc_;

@@ -4,7 +4,7 @@
 // rate (for the demo and manual runs) and writes the ground truth as JSON.
 //
 //   egw-camera-sim --broker tcp://127.0.0.1:1883 --topic devices/cam1/camera/front
-//                  --width 1280 --height 720 --fps 2 --duration-s 120 --episodes 3 \
+//                  --width 1280 --height 720 --fps 2 --duration-s 120 --episodes 3
 //                  --truth truth.json
 //
 // --fast publishes as fast as the broker acks instead of in real time. Exit code 0 when every
