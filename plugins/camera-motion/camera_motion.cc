@@ -14,7 +14,9 @@
 #include <chrono>
 #include <cinttypes>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -158,6 +160,10 @@ struct instance {
     reject_counts logged;
     int64_t last_reject_log_ms = 0;
     int64_t timer_ms = -1;  // what we last asked for (-1: nothing asked yet)
+    // Test-only: a frame that starts with this marker crashes the process as a decoder bug
+    // would (SIGSEGV), so the isolation tests have a real crash to contain. Set from the
+    // environment variable EGW_CAMERA_MOTION_CRASH_MARKER at create(); empty (off) otherwise.
+    std::string crash_marker;
 
     void log(int level, const std::string& s) const {
         if (host != nullptr && host->log != nullptr) host->log(host_ctx, level, s.data(), s.size());
@@ -273,6 +279,12 @@ void* cm_create(const egw_host* host, void* host_ctx, const char* config_json, s
         in->host = host;
         in->host_ctx = host_ctx;
         in->cfg = c;
+        if (const char* m = std::getenv("EGW_CAMERA_MOTION_CRASH_MARKER"); m != nullptr && *m) {
+            in->crash_marker = m;
+            in->log(EGW_LOG_WARN,
+                    "camera-motion: test crash marker set: frames starting with "
+                    "it crash this process");
+        }
         return in.release();
     } catch (const std::exception& e) {
         if (error != nullptr && error_cap > 0) std::snprintf(error, error_cap, "%s", e.what());
@@ -300,6 +312,10 @@ int cm_on_message(void* p, const egw_message* msg, egw_call* call) noexcept {
         }
         camera_state& cam = *it->second;
         const int64_t wall = wall_now_ms();
+        if (!in.crash_marker.empty() && msg->payload_len >= in.crash_marker.size() &&
+            std::memcmp(msg->payload, in.crash_marker.data(), in.crash_marker.size()) == 0) {
+            std::raise(SIGSEGV);
+        }
         const decode_result d = in.codec.decode_luma(
             msg->payload, msg->payload_len, in.cfg.max_pixels, in.cfg.motion.scale_height, in.luma);
         if (!d.ok()) {

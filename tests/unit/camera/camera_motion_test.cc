@@ -4,6 +4,11 @@
 // camera's ground truth: detection, no events for lighting, noise and distractors, hostile
 // frames, snapshot/restore mid-episode, keep_frames, heartbeats and the wall-clock timer.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
 
 #include <algorithm>
 #include <cstring>
@@ -379,6 +384,37 @@ TEST(camera_motion, hostile_frames_are_counted_skipped_and_keep_the_camera_state
         logged |= l.find("rejected frames") != std::string::npos ||
                   l.find("skipped") != std::string::npos;
     EXPECT_TRUE(logged);
+}
+
+TEST(camera_motion, test_crash_marker_crashes_only_when_set) {
+    // Without the variable the marker is just a frame that is not a JPEG.
+    {
+        mini_host h(EGW_CAMERA_MOTION_SO);
+        ASSERT_TRUE(h.create(config()));
+        std::vector<host_output> out;
+        EXPECT_EQ(h.message(cam_topic, "EGW-CRASH", base_ms, 1, out), EGW_OK);
+    }
+    // With it, the process dies of SIGSEGV, as a decoder bug would kill it.
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        setenv("EGW_CAMERA_MOTION_CRASH_MARKER", "EGW-CRASH", 1);
+        mini_host h(EGW_CAMERA_MOTION_SO);
+        std::vector<host_output> out;
+        if (!h.create(config())) _exit(3);
+        h.message(cam_topic, "EGW-CRASH and more", base_ms, 1, out);
+        _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    // Under ASan its SEGV handler reports and exits with 1 instead of the signal.
+    if (WIFSIGNALED(status)) {
+        EXPECT_EQ(WTERMSIG(status), SIGSEGV);
+    } else {
+        ASSERT_TRUE(WIFEXITED(status));
+        EXPECT_NE(WEXITSTATUS(status), 0) << "the marker did not crash";
+        EXPECT_NE(WEXITSTATUS(status), 3) << "create failed";
+    }
 }
 
 TEST(camera_motion, thousands_of_mutated_jpegs_never_crash_and_are_counted) {
