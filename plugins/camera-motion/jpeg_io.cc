@@ -187,28 +187,28 @@ bool jpeg_codec::encode_rgb(const uint8_t* rgb, int width, int height, int quali
 void resize_bilinear(const uint8_t* src, int sw, int sh, int channels, uint8_t* dst, int dw,
                      int dh) {
     // Fixed point with 16 fractional bits; centres of pixels aligned (the OpenCV convention).
-    for (int y = 0; y < dh; ++y) {
-        int64_t fy = ((2 * y + 1) * static_cast<int64_t>(sh) << 16) / (2 * dh) - (1 << 15);
-        if (fy < 0) fy = 0;
-        int y0 = static_cast<int>(fy >> 16);
-        int wy = static_cast<int>(fy & 0xFFFF);
-        if (y0 >= sh - 1) {
-            y0 = sh - 1;
-            wy = 0;
+    // Source columns and weights are the same for every row: computed once.
+    const auto pos = [](int i, int s, int d, int& i0, int& wgt) {
+        int64_t f = ((2 * i + 1) * static_cast<int64_t>(s) << 16) / (2 * d) - (1 << 15);
+        if (f < 0) f = 0;
+        i0 = static_cast<int>(f >> 16);
+        wgt = static_cast<int>(f & 0xFFFF);
+        if (i0 >= s - 1) {
+            i0 = s - 1;
+            wgt = 0;
         }
+    };
+    std::vector<int> xs(static_cast<size_t>(dw)), xw(static_cast<size_t>(dw));
+    for (int x = 0; x < dw; ++x) pos(x, sw, dw, xs[x], xw[x]);
+    for (int y = 0; y < dh; ++y) {
+        int y0 = 0, wy = 0;
+        pos(y, sh, dh, y0, wy);
         const int y1 = std::min(y0 + 1, sh - 1);
         const uint8_t* r0 = src + static_cast<size_t>(y0) * sw * channels;
         const uint8_t* r1 = src + static_cast<size_t>(y1) * sw * channels;
         uint8_t* out = dst + static_cast<size_t>(y) * dw * channels;
         for (int x = 0; x < dw; ++x) {
-            int64_t fx = ((2 * x + 1) * static_cast<int64_t>(sw) << 16) / (2 * dw) - (1 << 15);
-            if (fx < 0) fx = 0;
-            int x0 = static_cast<int>(fx >> 16);
-            int wx = static_cast<int>(fx & 0xFFFF);
-            if (x0 >= sw - 1) {
-                x0 = sw - 1;
-                wx = 0;
-            }
+            const int x0 = xs[x], wx = xw[x];
             const int x1 = std::min(x0 + 1, sw - 1);
             for (int c = 0; c < channels; ++c) {
                 const int64_t a = r0[x0 * channels + c], b = r0[x1 * channels + c];

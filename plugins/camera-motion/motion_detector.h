@@ -68,6 +68,7 @@ private:
     // scratch, reused
     std::vector<uint8_t> small_, blurred_, tmp_, mask_, dilated_;
     std::vector<int32_t> labels_;
+    std::vector<uint16_t> colsum_;
     std::vector<int> stack_;
 };
 
