@@ -289,6 +289,9 @@ void* cm_create(const egw_host* host, void* host_ctx, const char* config_json, s
     } catch (const std::exception& e) {
         if (error != nullptr && error_cap > 0) std::snprintf(error, error_cap, "%s", e.what());
         return nullptr;
+    } catch (...) {
+        if (error != nullptr && error_cap > 0) std::snprintf(error, error_cap, "unknown exception");
+        return nullptr;
     }
 }
 
@@ -356,6 +359,10 @@ int cm_on_message(void* p, const egw_message* msg, egw_call* call) noexcept {
         in.pending.clear();
         in.log(EGW_LOG_ERROR, std::string("camera-motion: ") + e.what());
         return EGW_ERROR;
+    } catch (...) {
+        in.pending.clear();
+        in.log(EGW_LOG_ERROR, "camera-motion: unknown exception");
+        return EGW_ERROR;
     }
 }
 
@@ -379,6 +386,10 @@ int cm_on_timer(void* p, int64_t now_ms, egw_call* call) noexcept {
         in.pending.clear();
         in.log(EGW_LOG_ERROR, std::string("camera-motion: ") + e.what());
         return EGW_ERROR;
+    } catch (...) {
+        in.pending.clear();
+        in.log(EGW_LOG_ERROR, "camera-motion: unknown exception");
+        return EGW_ERROR;
     }
 }
 
@@ -395,6 +406,9 @@ int cm_on_snapshot(void* p, egw_call* call) noexcept {
         return in.host->write_state(call, reinterpret_cast<const uint8_t*>(s.data()), s.size());
     } catch (const std::exception& e) {
         in.log(EGW_LOG_ERROR, std::string("camera-motion: snapshot: ") + e.what());
+        return EGW_ERROR;
+    } catch (...) {
+        in.log(EGW_LOG_ERROR, "camera-motion: snapshot: unknown exception");
         return EGW_ERROR;
     }
 }
@@ -431,6 +445,9 @@ int cm_on_restore(void* p, const uint8_t* state, size_t len) noexcept {
         return EGW_OK;
     } catch (const std::exception& e) {
         in.log(EGW_LOG_ERROR, std::string("camera-motion: restore: ") + e.what());
+        return EGW_ERROR;
+    } catch (...) {
+        in.log(EGW_LOG_ERROR, "camera-motion: restore: unknown exception");
         return EGW_ERROR;
     }
 }
