@@ -119,9 +119,12 @@ std::string mqtt_uri_problem(const std::string& uri, bool has_tls) {
     if (scheme_end == std::string::npos) return "must start with tcp:// or ssl://";
     std::string scheme = uri.substr(0, scheme_end);
     if (scheme != "tcp" && scheme != "ssl" && scheme != "mqtt" && scheme != "mqtts") {
-        return "unknown scheme '" + scheme + "' (tcp, ssl, mqtt, mqtts)";
+        return "unknown scheme (tcp, ssl, mqtt, mqtts)";
     }
     std::string rest = uri.substr(scheme_end + 3);
+    // user:password@host would put a secret where logs and status show the URI.
+    if (rest.find('@') != std::string::npos)
+        return "must not hold credentials (user:password@): use username and password";
     auto colon = rest.rfind(':');
     if (rest.empty() || colon == std::string::npos || colon == 0)
         return "must be scheme://host:port";
@@ -242,7 +245,11 @@ config parse_config(const std::string& text, const std::string& file) {
     try {
         doc = json::parse(text);
     } catch (const json::parse_error& e) {
-        throw config_error(file, {{"", std::string("not valid JSON: ") + e.what()}});
+        // nlohmann quotes the token it choked on ("last read: '...'"), which may be the
+        // beginning of a password: keep only where and what.
+        std::string what = e.what();
+        if (auto at = what.find("; last read: "); at != std::string::npos) what.erase(at);
+        throw config_error(file, {{"", "not valid JSON: " + what}});
     }
     validate_schema(doc, problems);
     if (!problems.empty()) throw config_error(file, std::move(problems));

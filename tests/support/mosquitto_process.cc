@@ -50,6 +50,9 @@ mosquitto_process::mosquitto_process(mosquitto_options options)
     } else {
         conf << "persistence false\n";
     }
+    if (options_.password_file) {
+        conf << "password_file " << options_.password_file->string() << "\n";
+    }
     conf << "listener " << port_ << " 127.0.0.1\n";
     if (options_.tls) {
         conf << "listener " << tls_port_ << " 127.0.0.1\n"

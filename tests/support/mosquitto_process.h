@@ -28,6 +28,9 @@ struct mosquitto_options {
     std::string name = "mosquitto";  // used in the temp dir name and diagnostics
     bool persistence = true;         // keep sessions, queued and retained messages across stop()
     std::optional<mosquitto_tls_options> tls;
+    // A mosquitto_passwd file: a client that gives a user name must give its password
+    // (anonymous clients, such as test subscribers, are still let in).
+    std::optional<std::filesystem::path> password_file;
 };
 
 // The ports are chosen at construction and kept for the object's life, so a broker can be
