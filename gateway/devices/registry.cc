@@ -44,12 +44,15 @@ std::vector<std::string> registry::take_dirty() {
 }
 
 void registry::index(device& d) {
-    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0};
+    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0, 0};
     for (const auto& a : d.caps.accelerators) {
         auto [it, fresh] = accel_bits_.emplace(a, static_cast<int>(accel_bits_.size()));
         e.accel_bits |= uint64_t{1} << std::min(it->second, 63);
     }
-    for (const auto& t : d.tasks) by_type_[t.type].push_back(e);
+    for (size_t i = 0; i < d.tasks.size(); ++i) {
+        e.cap = i;
+        by_type_[d.tasks[i].type].push_back(e);
+    }
 }
 
 void registry::unindex(device& d) {

@@ -51,6 +51,7 @@ struct type_entry {
     int cores = 0;
     int64_t memory_mb = 0;
     uint64_t accel_bits = 0;  // registry::accel_bit of each accelerator
+    size_t cap = 0;           // index of the type in d->tasks
 };
 
 class registry {

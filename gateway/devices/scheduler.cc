@@ -144,7 +144,7 @@ scheduler::choice scheduler::pick(registry& reg, const task& t, time_ms now) {
         device* d = e.d;
         // The rest of check(), in its order, reading the device once.
         verdict v = verdict::eligible;
-        const task_cap* tc = d->find_task(t.spec.type);
+        const task_cap* tc = &d->tasks[e.cap];
         if (!t.spec.version.empty() && !version_satisfies(tc->version, t.spec.version)) {
             v = verdict::version;
         } else if (!t.spec.req.labels.empty() && !labels_match(*d, t.spec)) {
