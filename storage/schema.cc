@@ -61,6 +61,39 @@ const char* const migrations[] = {
         PRIMARY KEY (bit, first_seq)
     ) WITHOUT ROWID;
     )sql",
+    // 2 -> 3: devices and tasks (gateway/devices/store.h). The JSON documents are what the gateway
+    // restores from; the columns beside them are for queries and the CLI.
+    R"sql(
+    CREATE TABLE devices (
+        id         TEXT PRIMARY KEY,
+        state      TEXT    NOT NULL,   -- online / offline
+        boot       TEXT    NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        record     TEXT    NOT NULL    -- the registry record, as published to the cloud
+    ) WITHOUT ROWID;
+    CREATE TABLE tasks (
+        id            TEXT PRIMARY KEY,
+        state         TEXT    NOT NULL,
+        final         INTEGER NOT NULL,
+        seq           INTEGER NOT NULL,   -- of the task's latest state
+        published_seq INTEGER NOT NULL,   -- latest state known to be in the buffer
+        updated_ms    INTEGER NOT NULL,
+        doc           TEXT    NOT NULL    -- spec, state and every attempt
+    ) WITHOUT ROWID;
+    CREATE INDEX tasks_by_state ON tasks (state);
+    CREATE TABLE task_attempts (
+        task          TEXT    NOT NULL,
+        n             INTEGER NOT NULL,
+        device        TEXT    NOT NULL,
+        boot          TEXT    NOT NULL,
+        dispatched_ms INTEGER NOT NULL,
+        timeout_at_ms INTEGER NOT NULL,
+        ended_ms      INTEGER NOT NULL,   -- 0 while in flight
+        state         TEXT    NOT NULL,
+        reason        TEXT    NOT NULL,
+        PRIMARY KEY (task, n)
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 int user_version(sqlite3* db) {

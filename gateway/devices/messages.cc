@@ -352,8 +352,9 @@ parsed<std::string> parse_cancel(std::string_view payload) {
 json device_record(const device& d) {
     json tasks = json::array();
     for (const auto& t : d.tasks) {
-        tasks.push_back(
-            {{"type", t.type}, {"version", t.version}, {"max_concurrent", t.max_concurrent}});
+        tasks.push_back({{"type", t.type},
+                         {"version", t.version.empty() ? json(nullptr) : json(t.version)},
+                         {"max_concurrent", t.max_concurrent}});
     }
     return {
         {"id", d.id},

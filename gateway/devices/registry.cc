@@ -44,14 +44,34 @@ std::vector<std::string> registry::take_dirty() {
 }
 
 void registry::index(device& d) {
-    for (const auto& t : d.tasks) by_type_[t.type].push_back(&d);
+    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0, 0};
+    for (const auto& a : d.caps.accelerators) {
+        auto [it, fresh] = accel_bits_.emplace(a, static_cast<int>(accel_bits_.size()));
+        e.accel_bits |= uint64_t{1} << std::min(it->second, 63);
+    }
+    for (size_t i = 0; i < d.tasks.size(); ++i) {
+        e.cap = i;
+        by_type_[d.tasks[i].type].push_back(e);
+    }
 }
 
 void registry::unindex(device& d) {
     for (const auto& t : d.tasks) {
         auto& v = by_type_[t.type];
-        v.erase(std::remove(v.begin(), v.end(), &d), v.end());
+        v.erase(std::remove_if(v.begin(), v.end(), [&](const type_entry& e) { return e.d == &d; }),
+                v.end());
     }
+}
+
+bool registry::accel_mask(const std::vector<std::string>& names, uint64_t& mask) const {
+    mask = 0;
+    for (const auto& n : names) {
+        auto it = accel_bits_.find(n);
+        if (it == accel_bits_.end()) return false;
+        // Names past the 63rd share bit 63: the prefilter lets them through and check() decides.
+        mask |= uint64_t{1} << std::min(it->second, 63);
+    }
+    return true;
 }
 
 registry::register_result registry::on_register(const std::string& id, std::string_view payload,
@@ -196,8 +216,8 @@ const device* registry::find(const std::string& id) const {
     return it == devices_.end() ? nullptr : it->second.get();
 }
 
-const std::vector<device*>& registry::by_type(const std::string& type) const {
-    static const std::vector<device*> none;
+const std::vector<type_entry>& registry::by_type(const std::string& type) const {
+    static const std::vector<type_entry> none;
     auto it = by_type_.find(type);
     return it == by_type_.end() ? none : it->second;
 }

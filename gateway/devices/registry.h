@@ -43,6 +43,17 @@ struct registry_counters {
     uint64_t pongs_unmatched = 0;
 };
 
+// The scheduler's index entry: the static facts of a device that the filter reads first, packed
+// so that a search over thousands of devices streams through memory instead of chasing each
+// device's heap nodes (see the benchmark in tests/bench/devices_bench.cc).
+struct type_entry {
+    device* d = nullptr;
+    int cores = 0;
+    int64_t memory_mb = 0;
+    uint64_t accel_bits = 0;  // registry::accel_bit of each accelerator
+    size_t cap = 0;           // index of the type in d->tasks
+};
+
 class registry {
 public:
     explicit registry(registry_options opts = {}) : opts_(opts) {}
@@ -76,7 +87,9 @@ public:
     device* find(const std::string& id);
     const device* find(const std::string& id) const;
     // Devices that list `type`, online or not, in registration order (the scheduler's index).
-    const std::vector<device*>& by_type(const std::string& type) const;
+    const std::vector<type_entry>& by_type(const std::string& type) const;
+    // The bits of these accelerator names; false if some name no device has ever listed.
+    bool accel_mask(const std::vector<std::string>& names, uint64_t& mask) const;
     const std::unordered_map<std::string, std::unique_ptr<device>>& all() const { return devices_; }
 
     // A device read back from the store (start-up): offline until it says otherwise, because
@@ -96,7 +109,8 @@ private:
 
     registry_options opts_;
     std::unordered_map<std::string, std::unique_ptr<device>> devices_;
-    std::unordered_map<std::string, std::vector<device*>> by_type_;
+    std::unordered_map<std::string, std::vector<type_entry>> by_type_;
+    std::unordered_map<std::string, int> accel_bits_;  // name -> bit; past 63 all share bit 63
     struct ping_state {
         std::string nonce;
         time_ms sent_ms = 0;

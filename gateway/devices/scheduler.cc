@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 
 #include "gateway/devices/messages.h"
 
@@ -36,6 +37,18 @@ const char* to_string(verdict v) {
     return "?";
 }
 
+namespace {
+
+bool labels_match(const device& d, const task_spec& spec) {
+    for (const auto& [k, v] : spec.req.labels) {
+        auto it = d.labels.find(k);
+        if (it == d.labels.end() || it->second != v) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
 verdict check(const device& d, const task_spec& spec, const std::set<std::string>& excluded) {
     const task_cap* tc = d.find_task(spec.type);
     if (!tc) return verdict::no_type;
@@ -48,10 +61,7 @@ verdict check(const device& d, const task_spec& spec, const std::set<std::string
             return verdict::accelerator;
         }
     }
-    for (const auto& [k, v] : spec.req.labels) {
-        auto it = d.labels.find(k);
-        if (it == d.labels.end() || it->second != v) return verdict::label;
-    }
+    if (!labels_match(d, spec)) return verdict::label;
     // Static checks come first so that "why not" names what no device could ever satisfy.
     if (!d.online) return verdict::offline;
     // An unknown round trip passes: answering pings is optional for devices.
@@ -63,7 +73,10 @@ verdict check(const device& d, const task_spec& spec, const std::set<std::string
     return verdict::eligible;
 }
 
-double score(const device& d, const task_spec& spec, double failures, const score_options& o) {
+namespace {
+
+double score_with(const device& d, const task_cap* tc, const task_spec& spec, double failures,
+                  const score_options& o) {
     // fit: how much of the device the task asks for; a tight fit keeps big devices free for
     // big tasks. A device with accelerators the task does not need counts half.
     double fit = 0;
@@ -75,7 +88,7 @@ double score(const device& d, const task_spec& spec, double failures, const scor
     }
     // load: the share of the type's max_concurrent still free.
     double load = 0;
-    if (const task_cap* tc = d.find_task(spec.type); tc && tc->max_concurrent > 0) {
+    if (tc && tc->max_concurrent > 0) {
         load = 1 - std::min(1.0, double(tc->in_flight) / tc->max_concurrent);
     }
     // link: ref / (ref + SRTT + 4 RTTVAR); an unknown round trip is neutral (scores as ref).
@@ -88,31 +101,78 @@ double score(const device& d, const task_spec& spec, double failures, const scor
     return 100 * (o.w_fit * fit + o.w_load * load + o.w_link * link + o.w_health * health) / wsum;
 }
 
+}  // namespace
+
+double score(const device& d, const task_spec& spec, double failures, const score_options& o) {
+    return score_with(d, d.find_task(spec.type), spec, failures, o);
+}
+
 scheduler::choice scheduler::pick(registry& reg, const task& t, time_ms now) {
     choice c;
     const auto& candidates = reg.by_type(t.spec.type);
     const size_t n = candidates.size();
     if (n == 0) return c;
+    std::array<size_t, static_cast<size_t>(verdict::excluded) + 1> why{};
+    uint64_t need_accel = 0;
+    if (!reg.accel_mask(t.spec.req.accelerators, need_accel)) {
+        c.why_not = verdict::accelerator;  // no device has ever listed one of them
+        return c;
+    }
     size_t& cursor = cursor_[t.spec.type];
     if (cursor >= n) cursor = 0;
-    std::array<size_t, static_cast<size_t>(verdict::excluded) + 1> why{};
+    const int min_cores = t.spec.req.min_cores;
+    const int64_t min_mem = t.spec.req.min_memory_mb;
+    size_t best_pos = 0;
     size_t i = 0;
     for (; i < n && c.feasible < opts_.feasible_sample; ++i) {
-        device* d = candidates[(cursor + i) % n];
+        size_t k = cursor + i;
+        const type_entry& e = candidates[k < n ? k : k - n];
         ++c.considered;
-        verdict v = check(*d, t.spec, t.excluded);
+        // The packed prefilter: the same verdicts check() would give, without touching *e.d.
+        if (e.cores < min_cores) {
+            ++why[static_cast<size_t>(verdict::cores)];
+            continue;
+        }
+        if (e.memory_mb < min_mem) {
+            ++why[static_cast<size_t>(verdict::memory)];
+            continue;
+        }
+        if ((e.accel_bits & need_accel) != need_accel) {
+            ++why[static_cast<size_t>(verdict::accelerator)];
+            continue;
+        }
+        device* d = e.d;
+        // The rest of check(), in its order, reading the device once.
+        verdict v = verdict::eligible;
+        const task_cap* tc = &d->tasks[e.cap];
+        if (!t.spec.version.empty() && !version_satisfies(tc->version, t.spec.version)) {
+            v = verdict::version;
+        } else if (!t.spec.req.labels.empty() && !labels_match(*d, t.spec)) {
+            v = verdict::label;
+        } else if (!d->online) {
+            v = verdict::offline;
+        } else if (t.spec.req.max_rtt_ms && d->rtt.known &&
+                   d->rtt.srtt_ms > *t.spec.req.max_rtt_ms) {
+            v = verdict::rtt;
+        } else if (!t.excluded.empty() && t.excluded.count(d->id)) {
+            v = verdict::excluded;
+        } else if (tc->in_flight >= tc->max_concurrent) {
+            v = verdict::capacity;
+        }
+        assert(v == check(*d, t.spec, t.excluded));
         if (v != verdict::eligible) {
             ++why[static_cast<size_t>(v)];
             continue;
         }
         ++c.feasible;
-        double s = score(*d, t.spec, reg.failures(*d, now), opts_.score);
-        // Ties go to the device with less in flight, then to the smaller id: deterministic.
-        if (!c.best || s > c.score ||
-            (s == c.score && (d->in_flight < c.best->in_flight ||
-                              (d->in_flight == c.best->in_flight && d->id < c.best->id)))) {
+        double s = score_with(*d, tc, t.spec, reg.failures(*d, now), opts_.score);
+        // Ties go to the device with less in flight, then to the one registered first (the
+        // index order): deterministic without comparing ids.
+        if (!c.best || s > c.score || (s == c.score && d->in_flight < c.best->in_flight) ||
+            (s == c.score && d->in_flight == c.best->in_flight && k % n < best_pos)) {
             c.best = d;
             c.score = s;
+            best_pos = k % n;
         }
     }
     // Continue next time after the last device looked at only when the search was cut short.
