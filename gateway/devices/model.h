@@ -51,20 +51,23 @@ struct rtt_estimate {
 };
 
 struct device {
-    std::string id;
-    std::string boot;  // per-boot id from the last register / online status
+    // The fields the scheduler reads for every eligible device come first, in one cache line
+    // (see scheduler::pick and tests/bench/devices_bench.cc).
     bool online = false;
-    capabilities caps;
-    std::vector<task_cap> tasks;
-    std::map<std::string, std::string> labels;
-    time_ms registered_ms = 0;
-    time_ms last_seen_ms = 0;
-    rtt_estimate rtt;
     int in_flight = 0;  // attempts of any type held now
+    rtt_estimate rtt;
     // Failures charged to this device (attempt failed, rejected, timed out, lost), kept as a
     // decaying sum: each failure adds 1, the sum halves every failure_half_life_ms.
     double failure_score = 0;
     time_ms failure_at_ms = 0;  // when failure_score was last brought up to date
+    std::vector<task_cap> tasks;
+
+    std::string id;
+    std::string boot;  // per-boot id from the last register / online status
+    capabilities caps;
+    std::map<std::string, std::string> labels;
+    time_ms registered_ms = 0;
+    time_ms last_seen_ms = 0;
 
     const task_cap* find_task(const std::string& type) const;
     task_cap* find_task(const std::string& type);

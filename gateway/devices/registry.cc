@@ -44,7 +44,7 @@ std::vector<std::string> registry::take_dirty() {
 }
 
 void registry::index(device& d) {
-    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0, 0};
+    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0, 0, d.caps.accelerators.size()};
     for (const auto& a : d.caps.accelerators) {
         auto [it, fresh] = accel_bits_.emplace(a, static_cast<int>(accel_bits_.size()));
         e.accel_bits |= uint64_t{1} << std::min(it->second, 63);

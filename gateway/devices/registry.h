@@ -52,6 +52,7 @@ struct type_entry {
     int64_t memory_mb = 0;
     uint64_t accel_bits = 0;  // registry::accel_bit of each accelerator
     size_t cap = 0;           // index of the type in d->tasks
+    size_t n_accel = 0;       // accelerators listed
 };
 
 class registry {

@@ -75,16 +75,17 @@ verdict check(const device& d, const task_spec& spec, const std::set<std::string
 
 namespace {
 
-double score_with(const device& d, const task_cap* tc, const task_spec& spec, double failures,
-                  const score_options& o) {
+// score() over facts the caller may have at hand already (pick() has them in its index).
+double score_with(const device& d, int cores, int64_t memory_mb, size_t n_accel, const task_cap* tc,
+                  const task_spec& spec, double failures, const score_options& o) {
     // fit: how much of the device the task asks for; a tight fit keeps big devices free for
     // big tasks. A device with accelerators the task does not need counts half.
     double fit = 0;
     {
-        double c = d.caps.cores > 0 ? double(spec.req.min_cores) / d.caps.cores : 0;
-        double m = d.caps.memory_mb > 0 ? double(spec.req.min_memory_mb) / d.caps.memory_mb : 0;
+        double c = cores > 0 ? double(spec.req.min_cores) / cores : 0;
+        double m = memory_mb > 0 ? double(spec.req.min_memory_mb) / memory_mb : 0;
         fit = (std::min(c, 1.0) + std::min(m, 1.0)) / 2;
-        if (d.caps.accelerators.size() > spec.req.accelerators.size()) fit *= 0.5;
+        if (n_accel > spec.req.accelerators.size()) fit *= 0.5;
     }
     // load: the share of the type's max_concurrent still free.
     double load = 0;
@@ -104,7 +105,8 @@ double score_with(const device& d, const task_cap* tc, const task_spec& spec, do
 }  // namespace
 
 double score(const device& d, const task_spec& spec, double failures, const score_options& o) {
-    return score_with(d, d.find_task(spec.type), spec, failures, o);
+    return score_with(d, d.caps.cores, d.caps.memory_mb, d.caps.accelerators.size(),
+                      d.find_task(spec.type), spec, failures, o);
 }
 
 scheduler::choice scheduler::pick(registry& reg, const task& t, time_ms now) {
@@ -165,7 +167,8 @@ scheduler::choice scheduler::pick(registry& reg, const task& t, time_ms now) {
             continue;
         }
         ++c.feasible;
-        double s = score_with(*d, tc, t.spec, reg.failures(*d, now), opts_.score);
+        double s = score_with(*d, e.cores, e.memory_mb, e.n_accel, tc, t.spec,
+                              reg.failures(*d, now), opts_.score);
         // Ties go to the device with less in flight, then to the one registered first (the
         // index order): deterministic without comparing ids.
         if (!c.best || s > c.score || (s == c.score && d->in_flight < c.best->in_flight) ||

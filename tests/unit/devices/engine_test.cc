@@ -28,7 +28,7 @@ std::string report(const std::string& task, int attempt, const std::string& stat
     return j.dump();
 }
 
-struct fixture : ::testing::Test {
+struct devices_engine : ::testing::Test {
     engine_options opts() {
         engine_options o;
         o.default_attempt_timeout_ms = 1000;
@@ -68,7 +68,7 @@ struct fixture : ::testing::Test {
     }
 };
 
-TEST_F(fixture, waits_queued_until_a_capable_device_registers) {
+TEST_F(devices_engine, waits_queued_until_a_capable_device_registers) {
     submit(R"({"task":"t1","type":"infer","requirements":{"min_cores":4}})", 0);
     EXPECT_EQ(states_of("t1"), (std::vector<std::string>{"queued"}));
     e.on_register("small", reg_msg("b", 2), 10, fx);
@@ -94,7 +94,7 @@ TEST_F(fixture, waits_queued_until_a_capable_device_registers) {
     check_seq_increases();
 }
 
-TEST_F(fixture, a_will_ends_the_attempt_at_once_and_the_task_moves_elsewhere) {
+TEST_F(devices_engine, a_will_ends_the_attempt_at_once_and_the_task_moves_elsewhere) {
     e.on_register("a", reg_msg("a1", 2), 0, fx);
     e.on_register("b", reg_msg("b1", 4), 0, fx);
     take();
@@ -124,7 +124,7 @@ TEST_F(fixture, a_will_ends_the_attempt_at_once_and_the_task_moves_elsewhere) {
     check_seq_increases();
 }
 
-TEST_F(fixture, a_stale_will_after_re_registration_is_ignored) {
+TEST_F(devices_engine, a_stale_will_after_re_registration_is_ignored) {
     e.on_register("a", reg_msg("boot1"), 0, fx);
     e.on_register("a", reg_msg("boot2"), 10, fx);  // reconnected before its old will arrived
     take();
@@ -138,7 +138,7 @@ TEST_F(fixture, a_stale_will_after_re_registration_is_ignored) {
     EXPECT_FALSE(e.devices().find("a")->online);
 }
 
-TEST_F(fixture, a_restart_with_a_new_boot_loses_the_attempts_of_the_old_one) {
+TEST_F(devices_engine, a_restart_with_a_new_boot_loses_the_attempts_of_the_old_one) {
     e.on_register("a", reg_msg("boot1", 2, 1), 0, fx);
     take();
     submit(R"({"task":"t","type":"infer","max_attempts":1})", 10);
@@ -149,7 +149,7 @@ TEST_F(fixture, a_restart_with_a_new_boot_loses_the_attempts_of_the_old_one) {
     EXPECT_NE(e.find_task("t")->reason.find("max_attempts"), std::string::npos);
 }
 
-TEST_F(fixture, timeouts_retry_until_max_attempts) {
+TEST_F(devices_engine, timeouts_retry_until_max_attempts) {
     for (const char* d : {"a", "b", "c", "d"}) e.on_register(d, reg_msg("1"), 0, fx);
     take();
     submit(R"({"task":"t","type":"infer","attempt_timeout_ms":100,"max_attempts":3})", 0);
@@ -178,7 +178,7 @@ TEST_F(fixture, timeouts_retry_until_max_attempts) {
     check_seq_increases();
 }
 
-TEST_F(fixture, rejected_and_retryable_failures_move_on_a_fatal_one_ends_it) {
+TEST_F(devices_engine, rejected_and_retryable_failures_move_on_a_fatal_one_ends_it) {
     e.on_register("a", reg_msg("1"), 0, fx);
     e.on_register("b", reg_msg("1"), 0, fx);
     take();
@@ -202,7 +202,7 @@ TEST_F(fixture, rejected_and_retryable_failures_move_on_a_fatal_one_ends_it) {
     EXPECT_EQ(e.find_task("t")->reason, "boom");
 }
 
-TEST_F(fixture, duplicate_submit_is_a_no_op_repeating_the_state) {
+TEST_F(devices_engine, duplicate_submit_is_a_no_op_repeating_the_state) {
     e.on_register("a", reg_msg("1"), 0, fx);
     take();
     submit(R"({"task":"t","type":"infer"})", 0);
@@ -217,7 +217,7 @@ TEST_F(fixture, duplicate_submit_is_a_no_op_repeating_the_state) {
     EXPECT_EQ(e.counters().duplicate_submits, 1u);
 }
 
-TEST_F(fixture, results_from_devices_not_given_the_task_are_refused) {
+TEST_F(devices_engine, results_from_devices_not_given_the_task_are_refused) {
     e.on_register("a", reg_msg("1"), 0, fx);
     e.on_register("x", reg_msg("1"), 0, fx);
     take();
@@ -235,7 +235,7 @@ TEST_F(fixture, results_from_devices_not_given_the_task_are_refused) {
     EXPECT_EQ(e.find_task("t")->state, task_state::dispatched);
 }
 
-TEST_F(fixture, cancel_tells_the_device_and_nothing_follows) {
+TEST_F(devices_engine, cancel_tells_the_device_and_nothing_follows) {
     e.on_register("a", reg_msg("1"), 0, fx);
     take();
     submit(R"({"task":"t","type":"infer"})", 0);
@@ -253,7 +253,7 @@ TEST_F(fixture, cancel_tells_the_device_and_nothing_follows) {
     EXPECT_EQ(e.devices().find("a")->in_flight, 0);
 }
 
-TEST_F(fixture, deadline_while_queued_expires_with_the_reason) {
+TEST_F(devices_engine, deadline_while_queued_expires_with_the_reason) {
     submit(R"({"task":"t","type":"infer","deadline_ms":500})", 1000);
     e.tick(1499, fx);
     take();
@@ -268,7 +268,7 @@ TEST_F(fixture, deadline_while_queued_expires_with_the_reason) {
     EXPECT_TRUE(fx.states.empty());
 }
 
-TEST_F(fixture, deadline_during_an_attempt_cancels_it) {
+TEST_F(devices_engine, deadline_during_an_attempt_cancels_it) {
     e.on_register("a", reg_msg("1"), 0, fx);
     take();
     submit(R"({"task":"t","type":"infer","deadline_ms":300,"attempt_timeout_ms":1000})", 0);
@@ -280,7 +280,7 @@ TEST_F(fixture, deadline_during_an_attempt_cancels_it) {
     EXPECT_EQ(e.find_task("t")->state, task_state::expired);
 }
 
-TEST_F(fixture, capacity_and_priority_order_the_queue) {
+TEST_F(devices_engine, capacity_and_priority_order_the_queue) {
     e.on_register("a", reg_msg("1", 2, 1), 0, fx);
     take();
     submit(R"({"task":"t1","type":"infer"})", 0);
@@ -294,7 +294,7 @@ TEST_F(fixture, capacity_and_priority_order_the_queue) {
     EXPECT_EQ(e.find_task("low")->state, task_state::queued);
 }
 
-TEST_F(fixture, invalid_register_leaves_the_record) {
+TEST_F(devices_engine, invalid_register_leaves_the_record) {
     e.on_register("a", reg_msg("1", 4), 0, fx);
     auto r = e.on_register("a", R"({"boot":"2","caps":{"cores":"many"}})", 1, fx);
     EXPECT_FALSE(r.ok);
@@ -304,7 +304,7 @@ TEST_F(fixture, invalid_register_leaves_the_record) {
     EXPECT_EQ(e.devices().counters().register_invalid, 1u);
 }
 
-TEST_F(fixture, pings_measure_the_round_trip) {
+TEST_F(devices_engine, pings_measure_the_round_trip) {
     e.on_register("a", reg_msg("1"), 0, fx);
     fx.clear();
     e.tick(0, fx);
@@ -321,7 +321,7 @@ TEST_F(fixture, pings_measure_the_round_trip) {
     EXPECT_EQ(e.next_wakeup(), e.devices().options().ping_interval_ms);
 }
 
-TEST_F(fixture, restore_keeps_attempts_of_online_devices_and_retries_the_rest) {
+TEST_F(devices_engine, restore_keeps_attempts_of_online_devices_and_retries_the_rest) {
     e.on_register("a", reg_msg("a1"), 0, fx);
     e.on_register("b", reg_msg("b1"), 0, fx);
     e.on_register("c", reg_msg("c1"), 0, fx);
