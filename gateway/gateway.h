@@ -21,6 +21,7 @@
 #include "gateway/mailbox.h"
 #include "gateway/mqtt_sink.h"
 #include "gateway/router.h"
+#include "plugins/host/stage.h"
 #include "storage/buffer.h"
 
 namespace egw {
@@ -57,6 +58,7 @@ private:
     std::string gateway_status(const char* state);
     void start_control_socket();
     void pump_all();
+    void configure_stage(const config& next);
 
     config cfg_;
     std::string config_path_;
@@ -66,6 +68,7 @@ private:
     router router_;
     std::unique_ptr<mailbox<event>> mb_;
     std::unique_ptr<ingest> ingest_;
+    std::unique_ptr<plugins::stage> stage_;  // runs routes' `via` chains (plugins/host/stage.h)
     std::map<int, std::unique_ptr<mqtt_sink>> sinks_;  // by id; ids are never reused
     std::vector<std::unique_ptr<mqtt_sink>> retired_;  // replaced on reload; Paho may still call
     int next_sink_id_ = 1;

@@ -55,7 +55,14 @@ int main(int argc, char** argv) {
 
     if (!check_path.empty()) {
         try {
-            egw::load_config(check_path);
+            egw::config checked = egw::load_config(check_path);
+            std::vector<std::string> warnings;
+            auto problems = egw::check_plugins(checked, warnings);
+            for (const auto& w : warnings) std::cerr << check_path << ": warning: " << w << "\n";
+            if (!problems.empty()) {
+                print_problems(egw::config_error(check_path, problems), check_path);
+                return 2;
+            }
             std::cout << check_path << ": ok\n";
             return 0;
         } catch (const egw::config_error& e) {
@@ -86,6 +93,18 @@ int main(int argc, char** argv) {
         return 2;
     }
     egw::log::set_level(cfg.log_level);
+    {
+        // The plugins are loaded once here so a bad one stops the start with exit 2 and a
+        // clear message, like any other config problem.
+        std::vector<std::string> warnings;
+        auto problems = egw::check_plugins(cfg, warnings);
+        for (const auto& w : warnings) egw::log::get("plugin")->warn("{}", w);
+        if (!problems.empty()) {
+            print_problems(egw::config_error(config_path, problems), config_path);
+            std::cerr << "edge-gateway: not started: fix " << config_path << "\n";
+            return 2;
+        }
+    }
     try {
         egw::gateway gw(std::move(cfg), config_path);
         return gw.run();
