@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/config.h"
+#include "gateway/metrics.h"  // parse_listen
 
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <valijson/schema_parser.hpp>
 #include <valijson/validator.hpp>
 
+#include "gateway/sinks/sink.h"
 #include "gateway/topic.h"
 
 namespace egw {
@@ -91,6 +93,9 @@ void validate_schema(const json& doc, std::vector<config_problem>& problems) {
     }
 }
 
+}  // namespace
+
+// Shared with the sink types' parse functions (config.h).
 tls_config read_tls(const json& j, const std::string& path, std::vector<config_problem>& problems) {
     tls_config t;
     t.ca_file = j.value("ca_file", "");
@@ -109,7 +114,7 @@ tls_config read_tls(const json& j, const std::string& path, std::vector<config_p
     return t;
 }
 
-std::string uri_problem(const std::string& uri, bool has_tls) {
+std::string mqtt_uri_problem(const std::string& uri, bool has_tls) {
     auto scheme_end = uri.find("://");
     if (scheme_end == std::string::npos) return "must start with tcp:// or ssl://";
     std::string scheme = uri.substr(0, scheme_end);
@@ -137,6 +142,8 @@ std::string paho_uri(const std::string& uri) {
     return uri;
 }
 
+namespace {
+
 config build(const json& doc, std::vector<config_problem>& problems) {
     config c;
     c.gateway_id = doc.at("gateway_id").get<std::string>();
@@ -153,7 +160,7 @@ config build(const json& doc, std::vector<config_problem>& problems) {
     c.local.clean_session = l.value("clean_session", c.local.clean_session);
     c.local.max_payload_bytes = l.value("max_payload_bytes", c.local.max_payload_bytes);
     if (l.contains("tls")) c.local.tls = read_tls(l["tls"], "local.tls", problems);
-    if (auto p = uri_problem(c.local.uri, c.local.tls.has_value()); !p.empty()) {
+    if (auto p = mqtt_uri_problem(c.local.uri, c.local.tls.has_value()); !p.empty()) {
         problems.push_back({"local.uri", p});
     }
     c.local.uri = paho_uri(c.local.uri);
@@ -173,35 +180,7 @@ config build(const json& doc, std::vector<config_problem>& problems) {
         k.name = name;
         k.raw = s;
         k.type = s.value("type", k.type);
-        k.uri = s.at("uri").get<std::string>();
-        k.client_id = s.value("client_id", c.gateway_id + "-" + name);
-        k.topic = s.value("topic", k.topic);
-        k.qos = s.value("qos", k.qos);
-        k.mqtt_version = s.value("mqtt_version", k.mqtt_version);
-        k.inflight = s.value("inflight", k.inflight);
-        k.batch = s.value("batch", k.batch);
-        k.keepalive_s = s.value("keepalive_s", k.keepalive_s);
-        k.username = s.value("username", "");
-        k.password = s.value("password", "");
-        if (s.contains("backoff")) {
-            k.backoff.initial_ms = s["backoff"].value("initial_ms", k.backoff.initial_ms);
-            k.backoff.max_ms = s["backoff"].value("max_ms", k.backoff.max_ms);
-            if (k.backoff.max_ms < k.backoff.initial_ms) {
-                problems.push_back({path + ".backoff.max_ms", "must be >= initial_ms"});
-            }
-        }
-        if (s.contains("tls")) k.tls = read_tls(s["tls"], path + ".tls", problems);
-        if (auto p = uri_problem(k.uri, k.tls.has_value()); !p.empty()) {
-            problems.push_back({path + ".uri", p});
-        }
-        k.uri = paho_uri(k.uri);
-        // ssl:// without a tls section: verify the server against the system's CA store.
-        if (k.uri.rfind("ssl://", 0) == 0 && !k.tls) k.tls = tls_config{};
-        try {
-            topic_template(k.topic, c.gateway_id);
-        } catch (const std::invalid_argument& e) {
-            problems.push_back({path + ".topic", e.what()});
-        }
+        parse_sink(s, path, c, k, problems);
         c.sinks.emplace(name, std::move(k));
     }
     if (c.sinks.size() > static_cast<size_t>(storage::max_sinks)) {
@@ -240,6 +219,13 @@ config build(const json& doc, std::vector<config_problem>& problems) {
                                                                    : storage::sync_mode::normal;
         c.buffer.commit = b.value("commit", "each") == "group" ? storage::commit_mode::group
                                                                : storage::commit_mode::each;
+    }
+    if (doc.contains("metrics")) {
+        c.metrics_listen = doc["metrics"].value("listen", "");
+        std::string host;
+        uint16_t port = 0;
+        if (!c.metrics_listen.empty() && !parse_listen(c.metrics_listen, host, port))
+            problems.push_back({"metrics.listen", "is not host:port (e.g. 127.0.0.1:9883)"});
     }
     // The control socket lives in data_dir; sun_path holds 107 bytes and a terminating NUL.
     if (c.data_dir.size() + sizeof("/control.sock") > 108) {

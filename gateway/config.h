@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -73,9 +74,15 @@ struct backoff_config {
     int max_ms = 30000;
 };
 
+// The settings of a sink type other than mqtt's, parsed by that type (see sinks/sink.h).
+struct sink_options {
+    virtual ~sink_options() = default;
+};
+
 struct sink_config {
     std::string name;
     std::string type = "mqtt";
+    // type mqtt (parsed by sinks/mqtt_sink.cc):
     std::string uri;
     std::string client_id;
     std::string topic = "gateways/{gateway_id}/{topic}";
@@ -87,6 +94,8 @@ struct sink_config {
     std::string username, password;
     backoff_config backoff;
     std::optional<tls_config> tls;
+    // every other type: its own settings, e.g. sinks::batch_options (nullptr for mqtt)
+    std::shared_ptr<const sink_options> options;
     nlohmann::json raw;  // as written, to tell on reload whether the sink changed
 
     bool operator==(const sink_config& o) const { return raw == o.raw; }
@@ -102,6 +111,7 @@ struct config {
     std::map<std::string, sink_config> sinks;
     plugins_config plugins;
     storage::buffer_options buffer;  // path filled in from data_dir
+    std::string metrics_listen;      // "host:port" of the /metrics listener; empty: off
 };
 
 struct config_problem {
@@ -117,6 +127,14 @@ public:
 private:
     std::vector<config_problem> problems_;
 };
+
+// Helpers the sink types' parse functions share with the rest of the config (config.cc).
+// A tls section at `path`; files it names must be readable.
+tls_config read_tls(const nlohmann::json& j, const std::string& path,
+                    std::vector<config_problem>& problems);
+// What is wrong with an MQTT broker uri (empty if nothing), and its spelling for Paho.
+std::string mqtt_uri_problem(const std::string& uri, bool has_tls);
+std::string paho_uri(const std::string& uri);
 
 // Reads, validates and returns the config; throws config_error listing every problem found.
 config load_config(const std::string& file);

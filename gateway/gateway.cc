@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "gateway/log.h"
+#include "gateway/plugin_control.h"
 #include "gateway/version.h"
 #include "plugins/host/runtimes.h"
 
@@ -57,16 +58,6 @@ struct job {
             });
     }
 };
-
-struct control_reply {
-    uv_write_t req{};
-    uv_pipe_t* client = nullptr;
-    std::string body;
-};
-
-void close_and_free(uv_handle_t* h) {
-    uv_close(h, [](uv_handle_t* p) { delete reinterpret_cast<uv_pipe_t*>(p); });
-}
 
 }  // namespace
 
@@ -195,10 +186,10 @@ void gateway::apply_sinks_and_routes(const config& next) {
             ++it;
             continue;
         }
-        mqtt_sink& s = *it->second;
+        sink& s = *it->second;
         lg->info("sink {} {}", name, n == next.sinks.end() ? "removed" : "changed");
         try {
-            buf_->ack(s.bit(), s.machine().ack_committed(), s.machine().acked_through());
+            buf_->ack(s.bit(), s.ack_committed(), s.acked_through());
         } catch (const std::exception& e) {
             log::get("buffer")->error("committing acks of {}: {}", name, e.what());
         }
@@ -213,8 +204,7 @@ void gateway::apply_sinks_and_routes(const config& next) {
         int bit = buf_->sink_bit(name);
         bits[name] = bit;
         int id = next_sink_id_++;
-        sinks_.emplace(
-            id, std::make_unique<mqtt_sink>(id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_));
+        sinks_.emplace(id, make_sink({id, sc, next.gateway_id, bit, *buf_, cnt_, *mb_, &loop_}));
     }
     uint64_t in_use = 0;
     for (const auto& [name, bit] : bits) in_use |= uint64_t{1} << bit;
@@ -253,6 +243,7 @@ int gateway::run() {
     started_ = last_rate_tick_ = last_maintain_ = last_watchdog_ = clock::now();
     last_status_ = clock::time_point{};
     start_control_socket();
+    start_metrics();
 
     uv_timer_init(&loop_, &tick_);
     tick_.data = this;
@@ -291,13 +282,13 @@ void gateway::pump_all() {
     ingest_->pump();
     // Before the sinks pump: a sink that just connected reads the buffer in its pump().
     bool connected = false;
-    for (auto& [id, s] : sinks_) connected = connected || s->machine().connected();
+    for (auto& [id, s] : sinks_) connected = connected || s->wants_live();
     ingest_->set_live_wanted(connected || stage_->active());
     stage_->pump();
     bool inflight = false;
     for (auto& [id, s] : sinks_) {
         s->pump();
-        inflight = inflight || s->machine().inflight() > 0;
+        inflight = inflight || s->polls_acks();
     }
     const bool active = uv_is_active(reinterpret_cast<uv_handle_t*>(&ack_timer_));
     if (inflight && !active) {
@@ -330,8 +321,7 @@ void gateway::on_events(std::vector<event>& batch) {
     // Acknowledged rows are removed every tick; sooner only when many have piled up, because
     // each removal is a write transaction that ingest must wait for.
     uint64_t backlog = 0;
-    for (auto& [id, s] : sinks_)
-        backlog += s->machine().acked_through() - s->machine().ack_committed();
+    for (auto& [id, s] : sinks_) backlog += s->acked_through() - s->ack_committed();
     if (backlog >= ack_batch_rows) schedule_acks();
 }
 
@@ -371,9 +361,8 @@ void gateway::schedule_acks() {
     };
     auto ranges = std::make_shared<std::vector<range>>();
     for (auto& [id, s] : sinks_) {
-        const auto& m = s->machine();
-        if (m.acked_through() > m.ack_committed()) {
-            ranges->push_back({id, s->bit(), m.ack_committed(), m.acked_through()});
+        if (s->acked_through() > s->ack_committed()) {
+            ranges->push_back({id, s->bit(), s->ack_committed(), s->acked_through()});
         }
     }
     if (ranges->empty()) return;
@@ -399,7 +388,7 @@ void gateway::schedule_acks() {
             }
             for (const range& r : *ranges) {
                 if (auto it = sinks_.find(r.sink_id); it != sinks_.end()) {
-                    it->second->machine().ack_commit_done(r.through);
+                    it->second->ack_commit_done(r.through);
                 }
             }
         });
@@ -467,8 +456,11 @@ void gateway::reload() {
     try {
         config next = load_config(config_path_);
         if (next.local.uri != cfg_.local.uri || next.local.client_id != cfg_.local.client_id ||
-            next.data_dir != cfg_.data_dir || next.gateway_id != cfg_.gateway_id) {
-            lg->warn("reload: changes to gateway_id, data_dir and local take effect at restart");
+            next.data_dir != cfg_.data_dir || next.gateway_id != cfg_.gateway_id ||
+            next.metrics_listen != cfg_.metrics_listen) {
+            lg->warn(
+                "reload: changes to gateway_id, data_dir, local and metrics take effect at "
+                "restart");
         }
         if (!log::set_level(next.log_level))
             lg->warn("reload: unknown log_level {}", next.log_level);
@@ -511,7 +503,7 @@ void gateway::shutdown() {
     mb_->drain();
     for (auto& [id, s] : sinks_) {
         try {
-            buf_->ack(s->bit(), s->machine().ack_committed(), s->machine().acked_through());
+            buf_->ack(s->bit(), s->ack_committed(), s->acked_through());
         } catch (const std::exception& e) {
             lg->error("committing acks of {}: {}", s->config().name, e.what());
         }
@@ -527,28 +519,45 @@ void gateway::shutdown() {
     for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
         uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
     }
-    if (control_open_) {
-        uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
-        control_open_ = false;
-        ::unlink((cfg_.data_dir + "/control.sock").c_str());
-    }
+    if (metrics_) metrics_->close();
+    if (lag_) lag_->close();
+    if (control_) control_->stop();
 }
 
+// The retained status topic carries what `status --json` and /metrics show (plus the state and
+// the short keys it had before), so the cloud sees the same figures as a local operator.
 std::string gateway::gateway_status(const char* state) {
-    return nlohmann::json{{"gateway_id", cfg_.gateway_id},
-                          {"state", state},
-                          {"version", version},
-                          {"uptime_s", seconds_since(started_)},
-                          {"buffer_rows", buf_->total().rows.load()},
-                          {"received", cnt_.received.load()},
-                          {"acked", cnt_.acked.load()}}
-        .dump();
+    nlohmann::json j = status_json();
+    j["state"] = state;
+    j["buffer_rows"] = buf_->total().rows.load();
+    j["received"] = cnt_.received.load();
+    j["acked"] = cnt_.acked.load();
+    return j.dump();
+}
+
+void gateway::start_metrics() {
+    lag_ = std::make_unique<lag_probe>(&loop_);
+    if (cfg_.metrics_listen.empty()) return;
+    try {
+        metrics_ = std::make_unique<metrics_server>(
+            &loop_, cfg_.metrics_listen, [this] { return status_json(); }, &lag_->histogram());
+        log::get("metrics")->info("serving http://{}/metrics", cfg_.metrics_listen);
+    } catch (const std::exception& e) {
+        // Not fatal: the data path does not depend on metrics.
+        log::get("metrics")->error("{}; no /metrics", e.what());
+    }
 }
 
 nlohmann::json gateway::status_json() {
     using nlohmann::json;
     json sinks = json::object();
-    for (auto& [id, s] : sinks_) sinks[s->config().name] = s->status();
+    double oldest_age_s = 0;
+    for (auto& [id, s] : sinks_) {
+        json st = s->status();
+        oldest_age_s = std::max(oldest_age_s, st.value("oldest_age_s", 0.0));
+        sinks[s->config().name] = std::move(st);
+    }
+    const lag_histogram& lag = lag_ ? lag_->histogram() : lag_histogram{};
     const auto& b = cfg_.buffer;
     return {
         {"gateway_id", cfg_.gateway_id},
@@ -576,6 +585,7 @@ nlohmann::json gateway::status_json() {
          {{"path", b.path},
           {"rows", buf_->total().rows.load()},
           {"bytes", buf_->total().bytes.load()},
+          {"oldest_age_s", oldest_age_s},
           {"max_bytes", b.max_bytes},
           {"when_full", policy_name(b.policy)},
           {"synchronous", b.sync == storage::sync_mode::full ? "full" : "normal"},
@@ -583,53 +593,22 @@ nlohmann::json gateway::status_json() {
           {"last_seq", buf_->last_seq()},
           {"degraded", buf_->quarantined()},
           {"quarantined", buf_->quarantined() ? json(buf_->quarantined_path()) : json(nullptr)}}},
+        {"loop",
+         {{"lag_max_s", lag.max},
+          {"lag_mean_s", lag.count ? lag.sum / static_cast<double>(lag.count) : 0.0}}},
         {"sinks", sinks},
         {"plugins", stage_->status()}};
 }
 
 void gateway::start_control_socket() {
+    control_ = std::make_unique<control_server>(&loop_);
+    control_->on_sync("status", [this](const nlohmann::json&) { return status_json(); });
+    register_plugin_commands(*control_, &loop_, *buf_, *stage_);
     const std::string path = cfg_.data_dir + "/control.sock";
-    ::unlink(path.c_str());  // a stale socket from a killed predecessor
-    uv_pipe_init(&loop_, &control_, 0);
-    control_.data = this;
-    int rc = uv_pipe_bind(&control_, path.c_str());
-    if (rc == 0) {
-        rc = uv_listen(
-            reinterpret_cast<uv_stream_t*>(&control_), 16, [](uv_stream_t* server, int status) {
-                if (status < 0) return;
-                auto* self = static_cast<gateway*>(server->data);
-                auto* client = new uv_pipe_t;
-                uv_pipe_init(server->loop, client, 0);
-                if (uv_accept(server, reinterpret_cast<uv_stream_t*>(client)) != 0) {
-                    close_and_free(reinterpret_cast<uv_handle_t*>(client));
-                    return;
-                }
-                auto* reply = new control_reply;
-                reply->client = client;
-                try {
-                    reply->body = self->status_json().dump() + "\n";
-                } catch (const std::exception& e) {
-                    reply->body = nlohmann::json{{"error", e.what()}}.dump() + "\n";
-                }
-                uv_buf_t buf =
-                    uv_buf_init(reply->body.data(), static_cast<unsigned>(reply->body.size()));
-                reply->req.data = reply;
-                uv_write(
-                    &reply->req, reinterpret_cast<uv_stream_t*>(client), &buf, 1,
-                    [](uv_write_t* req, int) {
-                        std::unique_ptr<control_reply> r(static_cast<control_reply*>(req->data));
-                        close_and_free(reinterpret_cast<uv_handle_t*>(r->client));
-                    });
-            });
-    }
-    if (rc != 0) {
+    if (int rc = control_->start(path); rc != 0) {
         log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work",
                                    path, uv_strerror(rc));
-        uv_close(reinterpret_cast<uv_handle_t*>(&control_), nullptr);
-        return;
     }
-    ::chmod(path.c_str(), 0660);
-    control_open_ = true;
 }
 
 }  // namespace egw

@@ -15,12 +15,14 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/config.h"
+#include "gateway/control.h"
 #include "gateway/counters.h"
 #include "gateway/events.h"
 #include "gateway/ingest.h"
 #include "gateway/mailbox.h"
-#include "gateway/mqtt_sink.h"
+#include "gateway/metrics.h"
 #include "gateway/router.h"
+#include "gateway/sinks/sink.h"
 #include "plugins/host/stage.h"
 #include "storage/buffer.h"
 
@@ -57,6 +59,7 @@ private:
     nlohmann::json status_json();
     std::string gateway_status(const char* state);
     void start_control_socket();
+    void start_metrics();
     void pump_all();
     void configure_stage(const config& next);
 
@@ -68,16 +71,17 @@ private:
     router router_;
     std::unique_ptr<mailbox<event>> mb_;
     std::unique_ptr<ingest> ingest_;
+    std::map<int, std::unique_ptr<sink>> sinks_;  // by id; ids are never reused
+    std::vector<std::unique_ptr<sink>> retired_;  // replaced on reload; Paho may still call
     std::unique_ptr<plugins::stage> stage_;  // runs routes' `via` chains (plugins/host/stage.h)
-    std::map<int, std::unique_ptr<mqtt_sink>> sinks_;  // by id; ids are never reused
-    std::vector<std::unique_ptr<mqtt_sink>> retired_;  // replaced on reload; Paho may still call
     int next_sink_id_ = 1;
 
     uv_timer_t tick_{};
     uv_timer_t ack_timer_{};
     uv_signal_t sigterm_{}, sigint_{}, sighup_{};
-    uv_pipe_t control_{};
-    bool control_open_ = false;
+    std::unique_ptr<control_server> control_;
+    std::unique_ptr<lag_probe> lag_;           // always on: status and /metrics show it
+    std::unique_ptr<metrics_server> metrics_;  // when metrics.listen is set
     bool ack_job_running_ = false;
     bool maintenance_running_ = false;
     bool held_job_running_ = false;

@@ -10,6 +10,7 @@
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "gateway/log.h"
+#include "gateway/plugin_control.h"
 #include "gateway/status_client.h"
 #include "gateway/version.h"
 
@@ -42,6 +43,19 @@ int main(int argc, char** argv) {
     status_cmd->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
     status_cmd->add_flag("--json", as_json, "print the raw JSON");
 
+    auto* dead_cmd = app.add_subcommand(
+        "dead-letters",
+        "list the messages plugins failed on, replay them through their route, or drop them");
+    std::string dead_op = "list";
+    int64_t dead_id = 0;
+    bool dead_all = false;
+    dead_cmd->add_option("action", dead_op, "list (default), replay or drop");
+    dead_cmd->add_option("id", dead_id, "the dead letter's id (replay, drop)");
+    dead_cmd->add_flag("--all", dead_all, "replay or drop every dead letter");
+    dead_cmd->add_option("-c,--config", config_path, "configuration file (to find data_dir)");
+    dead_cmd->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
+    dead_cmd->add_flag("--json", as_json, "print the raw JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -69,6 +83,18 @@ int main(int argc, char** argv) {
             print_problems(e, check_path);
             return 2;
         }
+    }
+
+    if (dead_cmd->parsed()) {
+        if (socket_path.empty()) {
+            try {
+                socket_path = egw::load_config(config_path).data_dir + "/control.sock";
+            } catch (const egw::config_error& e) {
+                print_problems(e, config_path);
+                return 2;
+            }
+        }
+        return egw::dead_letters_cli(socket_path, dead_op, dead_id, dead_all, as_json);
     }
 
     if (status_cmd->parsed()) {

@@ -1,51 +1,16 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/status_client.h"
 
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/control.h"
+
 namespace egw {
 namespace {
-
-std::string fetch(const std::string& path, std::string& error) {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        error = std::strerror(errno);
-        return {};
-    }
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof(addr.sun_path)) {
-        ::close(fd);
-        error = "socket path too long";
-        return {};
-    }
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-        error = std::strerror(errno);
-        ::close(fd);
-        return {};
-    }
-    // The gateway writes one JSON document and closes.
-    timeval tv{5, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    std::string out;
-    char buf[8192];
-    ssize_t n;
-    while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, static_cast<size_t>(n));
-    if (n < 0) error = std::strerror(errno);
-    ::close(fd);
-    return out;
-}
 
 std::string human_bytes(double b) {
     const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -120,19 +85,20 @@ void print_table(const nlohmann::json& j) {
 }  // namespace
 
 int print_status(const std::string& socket_path, bool as_json) {
-    std::string error;
-    std::string body = fetch(socket_path, error);
-    if (body.empty()) {
+    nlohmann::json reply;
+    try {
+        reply = control_request(socket_path, {{"cmd", "status"}});
+    } catch (const std::exception& e) {
         std::cerr << "edge-gateway status: no gateway answers on " << socket_path << ": "
-                  << (error.empty() ? "empty reply" : error) << "\n";
+                  << e.what() << "\n";
         return 1;
     }
     if (as_json) {
-        std::cout << body;
+        std::cout << reply.dump() << "\n";
         return 0;
     }
     try {
-        print_table(nlohmann::json::parse(body));
+        print_table(reply);
     } catch (const std::exception& e) {
         std::cerr << "edge-gateway status: unexpected reply: " << e.what() << "\n";
         return 1;

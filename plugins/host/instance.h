@@ -87,6 +87,16 @@ public:
 
     // Restarts of an isolated child (0 elsewhere), for status.
     virtual uint64_t restarts() const { return 0; }
+
+    // After a failed call: may the stage call again with the same message? `attempts` counts
+    // the calls of that message that failed so far (>= 1). Only a transient failure says yes
+    // (an isolated child that crashed or hung, and is restarted), up to the instance's limit;
+    // by default never, since the other failures repeat for the same input.
+    virtual bool retry(const call_result& r, unsigned attempts) const {
+        (void)r;
+        (void)attempts;
+        return false;
+    }
 };
 
 // How an instance is made: the resolved plugin file and the instance's settings. The factory

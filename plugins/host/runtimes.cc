@@ -5,6 +5,8 @@
 
 #include <map>
 
+#include "plugins/host/isolated_instance.h"
+#include "plugins/host/lua_instance.h"
 #include "plugins/host/native_instance.h"
 
 #ifndef EGW_BUILD_PLUGIN_DIR
@@ -37,7 +39,8 @@ const runtime_factory* find_runtime(const std::string& kind) {
 }
 
 void register_builtin_runtimes() {
-    // Lua (lua_instance) and isolation (isolated_instance) register here when linked in.
+    register_runtime("lua", [](const instance_spec& s) { return make_lua_instance(s); });
+    register_runtime("isolated", [](const instance_spec& s) { return make_isolated_instance(s); });
 }
 
 std::vector<std::string> search_dirs(const std::vector<std::string>& dirs) {

@@ -287,6 +287,11 @@ bool stage::run_chain(batch& b, const stage_route& r, size_t from, std::vector<o
             v.content_type = m.content_type;
             const auto started = clock::now();
             call_result res = s.inst->on_message(v);
+            // A transient failure (an isolated child that crashed and was restarted) may be
+            // tried again, as often as the instance allows; the rest repeat for this input.
+            for (unsigned attempts = 1; !res.ok() && s.inst->retry(res, attempts); ++attempts) {
+                res = s.inst->on_message(v);
+            }
             const auto took = clock::now() - started;
             {
                 std::lock_guard lock(stats_mu_);

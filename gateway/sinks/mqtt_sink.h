@@ -28,37 +28,43 @@
 #include "gateway/mailbox.h"
 #include "gateway/paho.h"
 #include "gateway/sink_machine.h"
+#include "gateway/sinks/sink.h"
 #include "gateway/topic.h"
 #include "storage/buffer.h"
 
 namespace egw {
 
-class mqtt_sink final {
+// The settings (sink_config's mqtt fields) from a sink's JSON; see sinks/sink.h parse_sink.
+void parse_mqtt_sink(const nlohmann::json& s, const std::string& path, const config& c,
+                     sink_config& out, std::vector<config_problem>& problems);
+
+class mqtt_sink final : public sink {
 public:
     mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit, storage::buffer& buf,
               counters& cnt, mailbox<event>& mb);
-    ~mqtt_sink();
-    mqtt_sink(const mqtt_sink&) = delete;
-    mqtt_sink& operator=(const mqtt_sink&) = delete;
+    ~mqtt_sink() override;
 
-    void handle(sink_event& e);
-    // A row just committed. `last`: no sink after this one looks at it, so it may be moved
-    // from instead of copied.
-    void on_live(storage::stored_row& row, bool last);
+    void handle(sink_event& e) override;
+    void on_live(storage::stored_row& row, bool last) override;
     // Connects when due, reads the buffer when behind, publishes up to the window.
-    void pump();
+    void pump() override;
     // Retained gateway status on gateways/{gateway_id}/status; not buffered, best effort.
-    void publish_status(const std::string& json);
+    void publish_status(const std::string& json) override;
     // Publishes `offline_status` and disconnects, waiting at most `budget`.
-    void stop(const std::string& offline_status, std::chrono::milliseconds budget);
+    void stop(const std::string& offline_status, std::chrono::milliseconds budget) override;
     // Once per second: updates the delivery rate used for the time-to-drain estimate.
-    void tick(double seconds);
+    void tick(double seconds) override;
+    nlohmann::json status() override;
 
-    nlohmann::json status();
-    const sink_config& config() const { return cfg_; }
+    bool wants_live() const override { return machine_.connected(); }
+    // PUBACKs are posted without waking the loop (see on_success in mqtt_sink.cc).
+    bool polls_acks() const override { return machine_.inflight() > 0; }
+    uint64_t ack_committed() const override { return machine_.ack_committed(); }
+    uint64_t acked_through() const override { return machine_.acked_through(); }
+    void ack_commit_done(uint64_t through) override { machine_.ack_commit_done(through); }
+    mqtt_sink* as_mqtt() override { return this; }
+
     sink_machine& machine() { return machine_; }
-    int bit() const { return bit_; }
-    int id() const { return id_; }
 
 private:
     // One Paho client and the state its callbacks use (Paho threads; they only post events,
@@ -108,11 +114,8 @@ private:
     int publish(const storage::stored_row& row);
     void force_reconnect(const std::string& why);
 
-    int id_;
-    sink_config cfg_;
     std::string gateway_id_;
     std::string status_topic_;
-    int bit_;
     storage::buffer& buf_;
     counters& cnt_;
     mailbox<event>& mb_;

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-#include "gateway/mqtt_sink.h"
+#include "gateway/sinks/mqtt_sink.h"
 
 #include <cctype>
 #include <charconv>
@@ -95,13 +95,44 @@ std::string openssl_reason(std::string_view line) {
 
 }  // namespace
 
+void parse_mqtt_sink(const nlohmann::json& s, const std::string& path, const config& c,
+                     sink_config& k, std::vector<config_problem>& problems) {
+    k.uri = s.at("uri").get<std::string>();
+    k.client_id = s.value("client_id", c.gateway_id + "-" + k.name);
+    k.topic = s.value("topic", k.topic);
+    k.qos = s.value("qos", k.qos);
+    k.mqtt_version = s.value("mqtt_version", k.mqtt_version);
+    k.inflight = s.value("inflight", k.inflight);
+    k.batch = s.value("batch", k.batch);
+    k.keepalive_s = s.value("keepalive_s", k.keepalive_s);
+    k.username = s.value("username", "");
+    k.password = s.value("password", "");
+    if (s.contains("backoff")) {
+        k.backoff.initial_ms = s["backoff"].value("initial_ms", k.backoff.initial_ms);
+        k.backoff.max_ms = s["backoff"].value("max_ms", k.backoff.max_ms);
+        if (k.backoff.max_ms < k.backoff.initial_ms) {
+            problems.push_back({path + ".backoff.max_ms", "must be >= initial_ms"});
+        }
+    }
+    if (s.contains("tls")) k.tls = read_tls(s["tls"], path + ".tls", problems);
+    if (auto p = mqtt_uri_problem(k.uri, k.tls.has_value()); !p.empty()) {
+        problems.push_back({path + ".uri", p});
+    }
+    k.uri = paho_uri(k.uri);
+    // ssl:// without a tls section: verify the server against the system's CA store.
+    if (k.uri.rfind("ssl://", 0) == 0 && !k.tls) k.tls = tls_config{};
+    try {
+        topic_template(k.topic, c.gateway_id);
+    } catch (const std::invalid_argument& e) {
+        problems.push_back({path + ".topic", e.what()});
+    }
+}
+
 mqtt_sink::mqtt_sink(int id, sink_config cfg, const std::string& gateway_id, int bit,
                      storage::buffer& buf, counters& cnt, mailbox<event>& mb)
-    : id_(id),
-      cfg_(std::move(cfg)),
+    : sink(id, std::move(cfg), bit),
       gateway_id_(gateway_id),
       status_topic_("gateways/" + gateway_id + "/status"),
-      bit_(bit),
       buf_(buf),
       cnt_(cnt),
       mb_(mb),

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Builds the libFuzzer targets (build-fuzz/, clang, ASan+UBSan) and runs each for SECONDS.
+#
+#   bash tests/fuzz/run.sh SECONDS            # every target, one after the other
+#   bash tests/fuzz/run.sh SECONDS ingest_fuzz  # some targets
+#   bash tests/fuzz/run.sh 0                  # only replay the corpus and the regressions
+#
+# Each target starts from tests/fuzz/corpus/<target>/ (checked in) and grows a working corpus in
+# build-fuzz/corpus/<target>/; the crash inputs in tests/fuzz/regressions/<target>/ are replayed
+# first. A finding stops the run with libFuzzer's report and the input in build-fuzz/findings/.
+# plugin_fuzz runs once per plugin: EGW_FUZZ_PLUGIN (with EGW_FUZZ_PLUGIN_CONFIG) if set, else
+# every plugin .so the build made, with tests/fuzz/plugin-configs/<name>.json as its config.
+# Environment: FUZZ_JOBS (parallel workers per target, default 1), FUZZ_NICE (default 19).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+here=$root/tests/fuzz
+build=$root/build-fuzz
+seconds=${1:?usage: run.sh SECONDS [TARGET...]}
+shift
+targets=("$@")
+((${#targets[@]})) || targets=(config_fuzz topic_fuzz ingest_fuzz plugin_fuzz)
+nice_level=${FUZZ_NICE:-19}
+jobs=${FUZZ_JOBS:-1}
+
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+    -DEGW_FUZZ=ON -DEGW_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+nice -n "$nice_level" cmake --build "$build" -j"$(nproc)" >/dev/null
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+mkdir -p "$build/findings"
+status=0
+
+# run_target NAME CORPUS_NAME [extra libFuzzer args]
+run_target() {
+    local name=$1 corpus=$2
+    shift 2
+    local bin=$build/tests/fuzz/$name
+    local work=$build/corpus/$corpus
+    mkdir -p "$work"
+    local dict=()
+    [[ "$name" == config_fuzz || "$name" == plugin_fuzz ]] && dict=(-dict="$here/json.dict")
+    if [[ -d "$here/regressions/$name" ]] && compgen -G "$here/regressions/$name/*" >/dev/null; then
+        echo "== $name: regressions" >&2
+        "$bin" "${dict[@]}" "$@" "$here/regressions/$name"/* >"$build/findings/$corpus.regressions.log" 2>&1 ||
+            { tail -40 "$build/findings/$corpus.regressions.log"; status=1; return; }
+    fi
+    echo "== $name ($corpus): ${seconds}s" >&2
+    local log=$build/findings/$corpus.log
+    if nice -n "$nice_level" "$bin" "${dict[@]}" -max_total_time="$seconds" -timeout=10 \
+        -rss_limit_mb=2048 -max_len=65536 -jobs="$jobs" -workers="$jobs" \
+        -artifact_prefix="$build/findings/$corpus-" -print_final_stats=1 "$@" \
+        "$work" "$here/corpus/$name" >"$log" 2>&1; then
+        grep -E "stat::number_of_executed_units|stat::new_units_added|cov:" "$log" | tail -3 >&2 || true
+    else
+        echo "FINDING in $name ($corpus): see $log" >&2
+        grep -A30 -E "ERROR: |runtime error|deadly signal" "$log" | head -40 >&2 || tail -40 "$log" >&2
+        status=1
+    fi
+}
+
+for t in "${targets[@]}"; do
+    if [[ "$t" != plugin_fuzz ]]; then
+        run_target "$t" "$t"
+        continue
+    fi
+    if [[ -n "${EGW_FUZZ_PLUGIN:-}" ]]; then
+        run_target plugin_fuzz "plugin_fuzz-$(basename "$EGW_FUZZ_PLUGIN" .so)"
+        continue
+    fi
+    found=0
+    while IFS= read -r so; do
+        name=$(basename "$so" .so)
+        cfg="$here/plugin-configs/$name.json"
+        EGW_FUZZ_PLUGIN=$so EGW_FUZZ_PLUGIN_CONFIG=$(cat "$cfg" 2>/dev/null || echo '{}') \
+            run_target plugin_fuzz "plugin_fuzz-$name"
+        found=1
+    done < <(find "$build/plugins" "$build/tests/fuzz" -name '*.so' 2>/dev/null | sort)
+    ((found)) || echo "== plugin_fuzz: no plugin .so built" >&2
+done
+exit $status

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* egw_fx_segfault: dereferences a null pointer (SIGSEGV) on a payload containing "crash", and
+ * aborts (SIGABRT) on one containing "abort"; echoes any other message on "{topic}/out". Only
+ * safe under isolation: "process"; in process it takes the gateway down, as any native plugin
+ * would. */
+#include "fx_common.h"
+
+static int on_message(void* instance, const egw_message* msg, egw_call* call) {
+    const fx_instance* self = (const fx_instance*)instance;
+    if (fx_contains(msg, "crash")) {
+        /* volatile: the compiler may not drop or reorder the faulting store. */
+        volatile int* volatile p = NULL;
+        *p = 1;
+    }
+    if (fx_contains(msg, "abort")) abort();
+    return fx_echo(self, msg, call, "/out");
+}
+
+static const egw_plugin descriptor = {
+    EGW_ABI_MAJOR,
+    EGW_ABI_MINOR,
+    sizeof(egw_plugin),
+    0,
+    "egw_fx_segfault",
+    "1.0.0",
+    0,
+    fx_create,
+    fx_destroy,
+    on_message,
+    NULL,
+    NULL,
+    NULL,
+};
+
+EGW_EXPORT const egw_plugin* egw_plugin_entry(void) { return &descriptor; }
