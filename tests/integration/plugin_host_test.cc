@@ -232,6 +232,59 @@ TEST_F(plugin_host_test, ReloadAddsAndChangesInstancesWithoutLosingRows) {
     EXPECT_EQ(t.count(k_raw + "/count"), 1u);
 }
 
+// A message dead-lettered under one config is replayed through its route after a reload fixed
+// the instance; another is dropped. Both leave the dead letters.
+TEST_F(plugin_host_test, DeadLettersListReplayAndDrop) {
+    start_brokers();
+    json inst = {{"e", {{"plugin", "egw_test_echo"}, {"config", {{"fail", "p:5"}}}}}};
+    json routes = json::array({{{"from", k_telemetry_filter}, {"via", {"e"}}, {"to", {"cloud"}}}});
+    auto& gw = start_gateway(plugin_config(inst, routes));
+    connect_cloud_subscriber();
+    auto& dev = connect_device();
+    for (const char* p : {"p:4", "p:5", "throw", "p:6"}) dev.publish("devices/p/telemetry/x", p);
+    dev.flush();
+    ASSERT_TRUE(wait_for_unique({"p:4", "p:6"}, 20s)) << gw.last_status();
+    ASSERT_TRUE(gw.wait_until(
+        [](const json& s) { return json_at(s, "plugins/instances/e/dead_letters") == 2; }, 10s));
+    const std::string sock = (tmp_ / "data" / "control.sock").string();
+
+    auto listed = run_gateway_cli({"dead-letters", "list", "--json", "-s", sock}, tmp_.path());
+    ASSERT_EQ(listed.exit_code, 0) << listed.err;
+    const json list = json::parse(listed.out);
+    ASSERT_EQ(list["count"], 2);
+    ASSERT_EQ(list["dead_letters"].size(), 2u);
+    EXPECT_EQ(list["dead_letters"][0]["payload"], "p:5");
+    EXPECT_EQ(list["dead_letters"][0]["kind"], "error");
+    EXPECT_EQ(list["dead_letters"][0]["instance"], "e");
+    EXPECT_EQ(list["dead_letters"][0]["topic"], "devices/p/telemetry/x");
+    EXPECT_NE(list["dead_letters"][0]["reason"].get<std::string>().find("payload says error"),
+              std::string::npos);
+    const auto id5 = list["dead_letters"][0]["id"].get<int64_t>();
+    const auto id_error = list["dead_letters"][1]["id"].get<int64_t>();
+
+    // Fix the instance, then replay p:5 through its route.
+    inst["e"]["config"]["fail"] = "never";
+    gw.set_config(plugin_config(inst, routes));
+    ASSERT_TRUE(gw.reload());
+    ASSERT_TRUE(gw.wait_for_log("reloaded", 10s));
+    auto replayed =
+        run_gateway_cli({"dead-letters", "replay", std::to_string(id5), "-s", sock}, tmp_.path());
+    ASSERT_EQ(replayed.exit_code, 0) << replayed.err;
+    EXPECT_NE(replayed.out.find("\"replayed\":1"), std::string::npos) << replayed.out;
+    ASSERT_TRUE(wait_for_unique({"p:4", "p:5", "p:6"}, 20s));
+
+    auto dropped = run_gateway_cli({"dead-letters", "drop", std::to_string(id_error), "-s", sock},
+                                   tmp_.path());
+    ASSERT_EQ(dropped.exit_code, 0) << dropped.err;
+    listed = run_gateway_cli({"dead-letters", "--json", "-s", sock}, tmp_.path());
+    ASSERT_EQ(listed.exit_code, 0) << listed.err;
+    EXPECT_EQ(json::parse(listed.out)["count"], 0);
+    // Replaying an id that is gone is an error, not a silent success.
+    auto again =
+        run_gateway_cli({"dead-letters", "replay", std::to_string(id5), "-s", sock}, tmp_.path());
+    EXPECT_EQ(again.exit_code, 1);
+}
+
 TEST_F(plugin_host_test, OlderMinorWithShortStructsWorks) {
     start_brokers();
     json inst = {{"o", {{"plugin", fixture("egw_test_old_minor")}}}};

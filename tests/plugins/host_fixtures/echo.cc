@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Test plugins of the host (plugins/host), one source built as several .so files:
 //   egw_test_echo       stateless; emits each payload on topic + config "suffix" (default
-//                       "/echo"); payload "error" returns EGW_ERROR, "throw" throws a C++
-//                       exception, "badtopic" emits a topic with a wildcard. Config
+//                       "/echo"); payload "error" (or config "fail") returns EGW_ERROR, "throw"
+//                       throws a C++ exception, "badtopic" emits a topic with a wildcard. Config
 //                       {"reject": true} is refused with "reject: asked to".
 //   egw_test_counter    stateful; emits "<payload>|n=<count>" on topic + "/count" (count of
 //                       messages it has seen, restored from its snapshot).
@@ -21,6 +21,7 @@ struct state {
     const egw_host* host;
     void* ctx;
     std::string suffix = "/echo";
+    std::string fail = "error";  // the payload that returns EGW_ERROR
     uint64_t count = 0;
 };
 
@@ -40,6 +41,10 @@ void* create(const egw_host* host, void* ctx, const char* config, size_t len, ch
         auto from = at + 10;
         s->suffix = c.substr(from, c.find('"', from) - from);
     }
+    if (auto at = c.find("\"fail\":\""); at != std::string::npos) {
+        auto from = at + 8;
+        s->fail = c.substr(from, c.find('"', from) - from);
+    }
     return s;
 }
 
@@ -48,7 +53,7 @@ void destroy(void* p) { delete static_cast<state*>(p); }
 int on_message(void* p, const egw_message* m, egw_call* call) {
     auto* s = static_cast<state*>(p);
     std::string payload(reinterpret_cast<const char*>(m->payload), m->payload_len);
-    if (payload == "error") {
+    if (payload == s->fail) {
         const char why[] = "payload says error";
         s->host->log(s->ctx, EGW_LOG_WARN, why, sizeof(why) - 1);
         return EGW_ERROR;
