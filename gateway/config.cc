@@ -190,10 +190,12 @@ config build(const json& doc, std::vector<config_problem>& problems) {
         problems.push_back({"sinks", "at most 63 sinks"});
     }
 
+    read_plugins(doc, c, problems);
     const json& routes = doc.at("routes");
     for (size_t i = 0; i < routes.size(); ++i) {
         const std::string path = "routes[" + std::to_string(i) + "]";
-        route r{routes[i].at("from").get<std::string>(), {}};
+        route r;
+        r.from = routes[i].at("from").get<std::string>();
         if (auto p = filter_problem(r.from); !p.empty()) problems.push_back({path + ".from", p});
         const json& to = routes[i].at("to");
         for (size_t j = 0; j < to.size(); ++j) {
@@ -204,6 +206,7 @@ config build(const json& doc, std::vector<config_problem>& problems) {
             }
             r.to.push_back(std::move(sink));
         }
+        read_route_plugins(routes[i], path, c, r, problems);
         c.routes.push_back(std::move(r));
     }
 

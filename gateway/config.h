@@ -39,9 +39,34 @@ struct local_config {
     std::vector<subscription> subscribe;
 };
 
+// A via route's per-output destination (routes[].outputs[]).
+struct route_output {
+    std::string filter;
+    std::vector<std::string> to;
+};
+
 struct route {
     std::string from;
     std::vector<std::string> to;
+    std::vector<std::string> via;  // plugin instances, in order (plugin_config.cc)
+    bool high_priority = false;
+    std::vector<route_output> outputs;
+};
+
+// plugins.instances.NAME
+struct plugin_instance_config {
+    std::string name;
+    std::string plugin;  // as written
+    std::string isolation = "none";
+    nlohmann::json config = nlohmann::json::object();
+    bool operator==(const plugin_instance_config& o) const {
+        return plugin == o.plugin && isolation == o.isolation && config == o.config;
+    }
+};
+
+struct plugins_config {
+    std::vector<std::string> dirs{"/usr/lib/edge-gateway/plugins"};
+    std::map<std::string, plugin_instance_config> instances;
 };
 
 struct backoff_config {
@@ -84,6 +109,7 @@ struct config {
     local_config local;
     std::vector<route> routes;
     std::map<std::string, sink_config> sinks;
+    plugins_config plugins;
     storage::buffer_options buffer;  // path filled in from data_dir
     std::string metrics_listen;      // "host:port" of the /metrics listener; empty: off
 };
@@ -115,5 +141,16 @@ config load_config(const std::string& file);
 
 // The same from text already read (tests, reload); `file` names it in messages.
 config parse_config(const std::string& text, const std::string& file);
+
+// plugin_config.cc: reads `plugins` and each route's via / priority / outputs (after the sinks
+// are read), adding problems with their key paths.
+void read_plugins(const nlohmann::json& doc, config& c, std::vector<config_problem>& problems);
+void read_route_plugins(const nlohmann::json& r, const std::string& path, const config& c,
+                        route& out, std::vector<config_problem>& problems);
+
+// Loads every configured plugin and creates each instance once, as --check-config does:
+// problems at plugins.instances.NAME.plugin (cannot resolve or load, wrong ABI major) and
+// plugins.instances.NAME.config (the plugin rejected it). Missing dirs go to `warnings`.
+std::vector<config_problem> check_plugins(const config& c, std::vector<std::string>& warnings);
 
 }  // namespace egw

@@ -9,7 +9,9 @@
 #include <filesystem>
 
 #include "gateway/log.h"
+#include "gateway/plugin_control.h"
 #include "gateway/version.h"
+#include "plugins/host/runtimes.h"
 
 namespace egw {
 namespace {
@@ -114,21 +116,67 @@ gateway::gateway(config cfg, std::string config_path)
                              buf_->last_seq());
     uv_loop_init(&loop_);
     mb_ = std::make_unique<mailbox<event>>(&loop_, [this](std::vector<event>& b) { on_events(b); });
+    plugins::register_builtin_runtimes();
+    mailbox<event>* mb = mb_.get();
+    stage_ = std::make_unique<plugins::stage>(
+        &loop_, *buf_, [mb](uint64_t seq, const storage::incoming& row) {
+            mb->post(storage::stored_row{seq, row.ts_ms, row.sinks, std::string(row.topic),
+                                         std::string(row.payload)});
+        });
     apply_sinks_and_routes(cfg_);
     ingest_ = std::make_unique<ingest>(cfg_.local, cfg_.buffer.commit, *buf_, router_, cnt_, *mb_);
 }
 
 gateway::~gateway() {
+    // A stage batch still committing posts its outputs to the mailbox: let it finish first.
+    while (stage_ && stage_->busy()) uv_run(&loop_, UV_RUN_ONCE);
     ingest_.reset();
     sinks_.clear();
     retired_.clear();
     mb_.reset();
     uv_run(&loop_, UV_RUN_DEFAULT);  // lets close callbacks free their handles
+    stage_.reset();
     uv_loop_close(&loop_);
+}
+
+// The stage first: creating an instance is what can fail, and then nothing has changed yet.
+// Sink bits are stable names in the buffer file, so asking for a new sink's bit here is the
+// same bit it gets below.
+void gateway::configure_stage(const config& next) {
+    std::vector<plugins::stage_instance_def> defs;
+    for (const auto& [name, ic] : next.plugins.instances) {
+        plugins::stage_instance_def d;
+        d.name = name;
+        d.plugin = ic.plugin;
+        d.path = plugins::resolve_plugin(ic.plugin, next.plugins.dirs);
+        d.isolation = ic.isolation;
+        d.config = ic.config;
+        d.limits.max_output_bytes = next.local.max_payload_bytes;
+        defs.push_back(std::move(d));
+    }
+    auto bits_of = [&](const std::vector<std::string>& names) {
+        uint64_t mask = 0;
+        for (const std::string& n : names) mask |= uint64_t{1} << buf_->sink_bit(n);
+        return mask;
+    };
+    std::vector<plugins::stage_route> routes;
+    for (size_t i = 0; i < next.routes.size(); ++i) {
+        const route& r = next.routes[i];
+        if (r.via.empty()) continue;
+        plugins::stage_route sr;
+        sr.index = static_cast<int>(i);
+        sr.from = r.from;
+        sr.via = r.via;
+        sr.sinks = bits_of(r.to);
+        for (const route_output& o : r.outputs) sr.outputs.emplace_back(o.filter, bits_of(o.to));
+        routes.push_back(std::move(sr));
+    }
+    stage_->configure(defs, routes);
 }
 
 void gateway::apply_sinks_and_routes(const config& next) {
     auto lg = log::get("gateway");
+    configure_stage(next);
     // Retire sinks that are gone or changed. A changed sink keeps its bit, so its replacement
     // picks up every row it had not delivered.
     for (auto it = sinks_.begin(); it != sinks_.end();) {
@@ -160,12 +208,15 @@ void gateway::apply_sinks_and_routes(const config& next) {
     }
     uint64_t in_use = 0;
     for (const auto& [name, bit] : bits) in_use |= uint64_t{1} << bit;
+    const uint64_t stage_mask = uint64_t{1} << stage_->bit();
+    if (stage_->active()) in_use |= stage_mask;
     buf_->set_sinks_in_use(in_use);  // before the table that uses new sinks, see buffer.h
     auto table = std::make_shared<route_table>();
     for (const route& r : next.routes) {
         uint64_t mask = 0;
         for (const std::string& to : r.to) mask |= uint64_t{1} << bits.at(to);
-        table->add(r.from, mask);
+        // A via route's rows go to the stage, which stores their outputs for `to`.
+        table->add(r.from, r.via.empty() ? mask : stage_mask);
     }
     router_.set(std::move(table));
     release_unconfigured_sinks(next);
@@ -176,6 +227,7 @@ void gateway::apply_sinks_and_routes(const config& next) {
 void gateway::release_unconfigured_sinks(const config& next) {
     for (const auto& [name, bit] : buf_->sink_bits()) {
         if (next.sinks.count(name) || buf_->for_sink(bit).rows.load() == 0) continue;
+        if (name == plugins::stage_sink_name && stage_->active()) continue;
         const int64_t rows = buf_->for_sink(bit).rows.load();
         try {
             buf_->ack(bit, 0, buf_->last_seq());
@@ -231,7 +283,8 @@ void gateway::pump_all() {
     // Before the sinks pump: a sink that just connected reads the buffer in its pump().
     bool connected = false;
     for (auto& [id, s] : sinks_) connected = connected || s->wants_live();
-    ingest_->set_live_wanted(connected);
+    ingest_->set_live_wanted(connected || stage_->active());
+    stage_->pump();
     bool inflight = false;
     for (auto& [id, s] : sinks_) {
         s->pump();
@@ -249,6 +302,7 @@ void gateway::pump_all() {
 void gateway::on_events(std::vector<event>& batch) {
     for (event& e : batch) {
         if (auto* row = std::get_if<storage::stored_row>(&e)) {
+            stage_->on_live(*row);
             size_t left = sinks_.size();
             for (auto& [id, s] : sinks_) s->on_live(*row, --left == 0);
         } else if (auto* se = std::get_if<sink_event>(&e)) {
@@ -414,6 +468,7 @@ void gateway::reload() {
         for (auto& [id, s] : sinks_) s->on_reload();
         cfg_.routes = next.routes;
         cfg_.sinks = next.sinks;
+        cfg_.plugins = next.plugins;
         cfg_.status_interval_ms = next.status_interval_ms;
         cfg_.log_level = next.log_level;
         lg->info("reloaded {}: {} route(s), {} sink(s)", config_path_, cfg_.routes.size(),
@@ -430,6 +485,7 @@ void gateway::reload() {
 void gateway::shutdown() {
     if (stopping_) return;
     stopping_ = true;
+    stage_->stop();
     sd_notify(0, "STOPPING=1");
     auto lg = log::get("gateway");
     lg->info("stopping");
@@ -541,12 +597,14 @@ nlohmann::json gateway::status_json() {
         {"loop",
          {{"lag_max_s", lag.max},
           {"lag_mean_s", lag.count ? lag.sum / static_cast<double>(lag.count) : 0.0}}},
-        {"sinks", sinks}};
+        {"sinks", sinks},
+        {"plugins", stage_->status()}};
 }
 
 void gateway::start_control_socket() {
     control_ = std::make_unique<control_server>(&loop_);
     control_->on_sync("status", [this](const nlohmann::json&) { return status_json(); });
+    register_plugin_commands(*control_, &loop_, *buf_, *stage_);
     const std::string path = cfg_.data_dir + "/control.sock";
     if (int rc = control_->start(path); rc != 0) {
         log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work",

@@ -23,6 +23,7 @@
 #include "gateway/metrics.h"
 #include "gateway/router.h"
 #include "gateway/sinks/sink.h"
+#include "plugins/host/stage.h"
 #include "storage/buffer.h"
 
 namespace egw {
@@ -60,6 +61,7 @@ private:
     void start_control_socket();
     void start_metrics();
     void pump_all();
+    void configure_stage(const config& next);
 
     config cfg_;
     std::string config_path_;
@@ -71,6 +73,7 @@ private:
     std::unique_ptr<ingest> ingest_;
     std::map<int, std::unique_ptr<sink>> sinks_;  // by id; ids are never reused
     std::vector<std::unique_ptr<sink>> retired_;  // replaced on reload; Paho may still call
+    std::unique_ptr<plugins::stage> stage_;  // runs routes' `via` chains (plugins/host/stage.h)
     int next_sink_id_ = 1;
 
     uv_timer_t tick_{};

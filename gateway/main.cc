@@ -10,6 +10,7 @@
 #include "gateway/config.h"
 #include "gateway/gateway.h"
 #include "gateway/log.h"
+#include "gateway/plugin_control.h"
 #include "gateway/status_client.h"
 #include "gateway/version.h"
 
@@ -42,6 +43,19 @@ int main(int argc, char** argv) {
     status_cmd->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
     status_cmd->add_flag("--json", as_json, "print the raw JSON");
 
+    auto* dead_cmd = app.add_subcommand(
+        "dead-letters",
+        "list the messages plugins failed on, replay them through their route, or drop them");
+    std::string dead_op = "list";
+    int64_t dead_id = 0;
+    bool dead_all = false;
+    dead_cmd->add_option("action", dead_op, "list (default), replay or drop");
+    dead_cmd->add_option("id", dead_id, "the dead letter's id (replay, drop)");
+    dead_cmd->add_flag("--all", dead_all, "replay or drop every dead letter");
+    dead_cmd->add_option("-c,--config", config_path, "configuration file (to find data_dir)");
+    dead_cmd->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
+    dead_cmd->add_flag("--json", as_json, "print the raw JSON");
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -55,13 +69,32 @@ int main(int argc, char** argv) {
 
     if (!check_path.empty()) {
         try {
-            egw::load_config(check_path);
+            egw::config checked = egw::load_config(check_path);
+            std::vector<std::string> warnings;
+            auto problems = egw::check_plugins(checked, warnings);
+            for (const auto& w : warnings) std::cerr << check_path << ": warning: " << w << "\n";
+            if (!problems.empty()) {
+                print_problems(egw::config_error(check_path, problems), check_path);
+                return 2;
+            }
             std::cout << check_path << ": ok\n";
             return 0;
         } catch (const egw::config_error& e) {
             print_problems(e, check_path);
             return 2;
         }
+    }
+
+    if (dead_cmd->parsed()) {
+        if (socket_path.empty()) {
+            try {
+                socket_path = egw::load_config(config_path).data_dir + "/control.sock";
+            } catch (const egw::config_error& e) {
+                print_problems(e, config_path);
+                return 2;
+            }
+        }
+        return egw::dead_letters_cli(socket_path, dead_op, dead_id, dead_all, as_json);
     }
 
     if (status_cmd->parsed()) {
@@ -86,6 +119,18 @@ int main(int argc, char** argv) {
         return 2;
     }
     egw::log::set_level(cfg.log_level);
+    {
+        // The plugins are loaded once here so a bad one stops the start with exit 2 and a
+        // clear message, like any other config problem.
+        std::vector<std::string> warnings;
+        auto problems = egw::check_plugins(cfg, warnings);
+        for (const auto& w : warnings) egw::log::get("plugin")->warn("{}", w);
+        if (!problems.empty()) {
+            print_problems(egw::config_error(config_path, problems), config_path);
+            std::cerr << "edge-gateway: not started: fix " << config_path << "\n";
+            return 2;
+        }
+    }
     try {
         egw::gateway gw(std::move(cfg), config_path);
         return gw.run();

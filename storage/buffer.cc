@@ -545,4 +545,162 @@ std::chrono::steady_clock::duration buffer::maintain() {
     return held;
 }
 
+size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
+    std::lock_guard lock(write_mu_);
+    sqlite3* db = writer_.get();
+    if (!put_state_.raw()) {
+        put_state_ =
+            statement(db,
+                      "INSERT OR REPLACE INTO plugin_state (instance, plugin, config_hash, "
+                      "timer_ms, state) VALUES (?1, ?2, ?3, ?4, ?5)");
+        put_dead_ =
+            statement(db,
+                      "INSERT INTO dead_letters (ts, route, instance, kind, reason, seq, "
+                      "msg_ts, topic, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+        drop_dead_ = statement(db, "DELETE FROM dead_letters WHERE id = ?1");
+    }
+    delta d;
+    uint64_t seq = last_seq_.load(std::memory_order_relaxed);
+    std::vector<std::pair<uint64_t, const stage_output*>> stored;
+    {
+        transaction t(writer_);
+        if (b.bit >= 0 && b.through > b.after) {
+            const auto mask = static_cast<int64_t>(bit_mask(b.bit));
+            select_acked_.bind(1, static_cast<int64_t>(b.after))
+                .bind(2, static_cast<int64_t>(b.through))
+                .bind(3, mask)
+                .bind(4, int64_t{-1});  // no limit: a batch is bounded by the stage
+            try {
+                while (select_acked_.step()) {
+                    auto sinks = static_cast<uint64_t>(select_acked_.int64(1));
+                    d.remove(bit_mask(b.bit), sinks == bit_mask(b.bit), select_acked_.int64(2));
+                }
+            } catch (...) {
+                select_acked_.reset();
+                throw;
+            }
+            select_acked_.reset();
+            for (statement* st : {&delete_acked_, &clear_acked_}) {
+                st->bind(1, static_cast<int64_t>(b.after))
+                    .bind(2, static_cast<int64_t>(b.through))
+                    .bind(3, mask);
+                st->step();
+                st->reset();
+            }
+        }
+        for (const stage_output& o : b.outputs) {
+            const uint64_t sinks = o.sinks & in_use_;
+            if (!sinks) continue;
+            const uint64_t size = o.topic.size() + o.payload.size();
+            ++seq;
+            insert_.bind(1, static_cast<int64_t>(seq))
+                .bind(2, o.ts_ms)
+                .bind(3, static_cast<int64_t>(sinks))
+                .bind(4, static_cast<int64_t>(size))
+                .bind(5, o.topic)
+                .bind_blob(6, o.payload);
+            insert_.step();
+            insert_.reset();
+            d.add(sinks, static_cast<int64_t>(size));
+            stored.emplace_back(seq, &o);
+        }
+        for (const plugin_state_row& st : b.states) {
+            put_state_.bind(1, st.instance)
+                .bind(2, st.plugin)
+                .bind(3, static_cast<int64_t>(st.config_hash))
+                .bind(4, st.timer_ms)
+                .bind_blob(5, st.state);
+            put_state_.step();
+            put_state_.reset();
+        }
+        for (const dead_letter& dl : b.dead) {
+            put_dead_.bind(1, dl.ts_ms)
+                .bind(2, int64_t{dl.route})
+                .bind(3, dl.instance)
+                .bind(4, dl.kind)
+                .bind(5, dl.reason)
+                .bind(6, static_cast<int64_t>(dl.seq))
+                .bind(7, dl.msg_ts_ms)
+                .bind(8, dl.topic)
+                .bind_blob(9, dl.payload);
+            put_dead_.step();
+            put_dead_.reset();
+        }
+        for (int64_t id : b.drop_dead) {
+            drop_dead_.bind(1, id);
+            drop_dead_.step();
+            drop_dead_.reset();
+        }
+        write_snapshot(d, seq);
+        t.commit();
+    }
+    apply(d);
+    snapshot_seq_ = seq;
+    snapshot_stale_ = false;
+    last_seq_.store(seq, std::memory_order_release);
+    if (on_stored) {
+        for (const auto& [s, o] : stored) {
+            on_stored(s, incoming{o->topic, o->payload, o->sinks & in_use_, o->ts_ms});
+        }
+    }
+    return stored.size();
+}
+
+std::vector<plugin_state_row> buffer::plugin_states() {
+    std::lock_guard lock(write_mu_);
+    std::vector<plugin_state_row> out;
+    statement s(writer_.get(),
+                "SELECT instance, plugin, config_hash, timer_ms, state FROM plugin_state");
+    while (s.step()) {
+        out.push_back({std::string(s.text(0)), std::string(s.text(1)),
+                       static_cast<uint64_t>(s.int64(2)), s.int64(3), std::string(s.blob(4))});
+    }
+    return out;
+}
+
+std::vector<dead_letter> buffer::dead_letters(int64_t after, size_t limit) {
+    std::lock_guard lock(write_mu_);
+    std::vector<dead_letter> out;
+    statement s(writer_.get(),
+                "SELECT id, ts, route, instance, kind, reason, seq, msg_ts, topic, payload "
+                "FROM dead_letters WHERE id > ?1 ORDER BY id LIMIT ?2");
+    s.bind(1, after).bind(2, static_cast<int64_t>(limit));
+    while (s.step()) {
+        dead_letter d;
+        d.id = s.int64(0);
+        d.ts_ms = s.int64(1);
+        d.route = static_cast<int>(s.int64(2));
+        d.instance = s.text(3);
+        d.kind = s.text(4);
+        d.reason = s.text(5);
+        d.seq = static_cast<uint64_t>(s.int64(6));
+        d.msg_ts_ms = s.int64(7);
+        d.topic = s.text(8);
+        d.payload = s.blob(9);
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+int64_t buffer::dead_letter_count() {
+    std::lock_guard lock(write_mu_);
+    statement s(writer_.get(), "SELECT count(*) FROM dead_letters");
+    s.step();
+    return s.int64(0);
+}
+
+bool buffer::drop_dead_letter(int64_t id) {
+    std::lock_guard lock(write_mu_);
+    statement s(writer_.get(), "DELETE FROM dead_letters WHERE id = ?1");
+    s.bind(1, id);
+    s.step();
+    return sqlite3_changes(writer_.get()) > 0;
+}
+
+int64_t buffer::drop_all_dead_letters() {
+    std::lock_guard lock(write_mu_);
+    exec(writer_.get(), "DELETE FROM dead_letters");
+    return sqlite3_changes(writer_.get());
+}
+
 }  // namespace egw::storage

@@ -82,6 +82,44 @@ struct append_result {
     std::string error;
 };
 
+// --- the plugin stage (plugins/host/stage.h) ---------------------------------------------
+// An output row a plugin produced: stored like an ingested message, for `sinks`.
+struct stage_output {
+    std::string topic, payload;
+    uint64_t sinks = 0;
+    int64_t ts_ms = 0;
+};
+
+// A stateful instance's snapshot, keyed by instance name.
+struct plugin_state_row {
+    std::string instance, plugin;
+    uint64_t config_hash = 0;
+    int64_t timer_ms = 0;
+    std::string state;
+};
+
+struct dead_letter {
+    int64_t id = 0;  // assigned by the buffer
+    int64_t ts_ms = 0;
+    int route = 0;
+    std::string instance, kind, reason;
+    uint64_t seq = 0;
+    int64_t msg_ts_ms = 0;
+    std::string topic, payload;
+};
+
+// Everything one batch of the stage commits at once: the release of the stage's bit on the
+// inputs in (after, through], their outputs, the touched instances' snapshots, new dead
+// letters and dead letters replayed (deleted).
+struct stage_batch {
+    int bit = -1;
+    uint64_t after = 0, through = 0;
+    std::vector<stage_output> outputs;
+    std::vector<plugin_state_row> states;
+    std::vector<dead_letter> dead;
+    std::vector<int64_t> drop_dead;
+};
+
 struct tally {
     std::atomic<int64_t> rows{0};
     std::atomic<int64_t> bytes{0};
@@ -154,6 +192,22 @@ public:
     // ingest never waits long behind it. Worker thread.
     void ack(int bit, uint64_t after, uint64_t through);
 
+    // The plugin stage's commit: everything in `b` in one transaction (see stage_batch).
+    // Outputs get new sequence numbers in order and are not subject to max_bytes (the
+    // release of their inputs in the same commit frees about as much); an output whose sinks
+    // are all out of use is not stored. on_stored is called for each stored output exactly as
+    // append() does. Returns the number of outputs stored. Throws sqlite_error (nothing is
+    // committed). Worker thread.
+    size_t commit_stage(const stage_batch& b, const stored_fn& on_stored);
+    // Every saved instance snapshot. Start-up and reload, any thread.
+    std::vector<plugin_state_row> plugin_states();
+    // Dead letters, oldest first, with id > after (at most `limit`); their number; dropping
+    // one (false if there is none with that id) or all (returns how many). Any thread.
+    std::vector<dead_letter> dead_letters(int64_t after, size_t limit);
+    int64_t dead_letter_count();
+    bool drop_dead_letter(int64_t id);
+    int64_t drop_all_dead_letters();
+
     // Writes the totals snapshot if it is stale and checkpoints the WAL (the fsync). Returns
     // how long it held the write lock, i.e. held ingest, at most. Worker.
     std::chrono::steady_clock::duration maintain();
@@ -195,6 +249,10 @@ private:
     bool snapshot_stale_ = false;
     uint64_t known_bits_ = 0;         // sinks that have a totals row (write_mu_)
     uint64_t in_use_ = ~uint64_t{0};  // write_mu_
+
+    // The stage's statements (write_mu_), prepared on first use; declared last so that they
+    // are finalized before the connections close.
+    statement put_state_, put_dead_, drop_dead_;
 };
 
 }  // namespace egw::storage

@@ -94,6 +94,33 @@ const char* const migrations[] = {
         PRIMARY KEY (task, n)
     ) WITHOUT ROWID;
     )sql",
+    // 3 -> 4: the plugin stage (plugins/host/stage.h)
+    R"sql(
+    -- The last committed state of each stateful plugin instance, written in the same
+    -- transaction as the outputs and input releases it accounts for. Restored only when the
+    -- plugin file and the config hash still match.
+    CREATE TABLE plugin_state (
+        instance    TEXT PRIMARY KEY,
+        plugin      TEXT NOT NULL,     -- resolved plugin file
+        config_hash INTEGER NOT NULL,  -- FNV-1a 64 of the instance's config as JSON
+        timer_ms    INTEGER NOT NULL,  -- the timer the instance had asked for (0: none)
+        state       BLOB NOT NULL
+    );
+    -- Messages a plugin failed on (error, exception, bad output, budget, crash), kept for
+    -- `edge-gateway dead-letters` to list, replay through their route or drop.
+    CREATE TABLE dead_letters (
+        id       INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts       INTEGER NOT NULL,     -- when it failed, unix milliseconds
+        route    INTEGER NOT NULL,     -- index in routes at the time
+        instance TEXT    NOT NULL,
+        kind     TEXT    NOT NULL,     -- error | exception | bad_output | timeout | memory | crashed
+        reason   TEXT    NOT NULL,
+        seq      INTEGER NOT NULL,     -- the input row's sequence number
+        msg_ts   INTEGER NOT NULL,     -- the input's ingest time
+        topic    TEXT    NOT NULL,
+        payload  BLOB    NOT NULL
+    );
+    )sql",
 };
 
 int user_version(sqlite3* db) {
