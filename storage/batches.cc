@@ -1,14 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "storage/batches.h"
 
+#include <unistd.h>
+
 namespace egw::storage {
 
-batch_store::batch_store(std::string path, int bit) : path_(std::move(path)), bit_(bit) {}
+batch_store::batch_store(std::string path, int bit, sync_mode sync)
+    : path_(std::move(path)), bit_(bit), sync_(sync) {}
 
 void batch_store::open() {
     if (db_.get()) return;
     db_ = connection(path_, SQLITE_OPEN_READWRITE);
     sqlite3* db = db_.get();
+    exec(db,
+         sync_ == sync_mode::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
     read_ = statement(db,
                       "SELECT seq, ts, sinks, topic, payload FROM messages "
                       "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");

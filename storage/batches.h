@@ -19,8 +19,9 @@ namespace egw::storage {
 
 class batch_store {
 public:
-    // `path`: the buffer file (already created and migrated by storage::buffer).
-    batch_store(std::string path, int bit);
+    // `path`: the buffer file (already created and migrated by storage::buffer); `sync` as the
+    // buffer's (normal: records survive kill -9, fsynced at checkpoints).
+    batch_store(std::string path, int bit, sync_mode sync = sync_mode::normal);
     batch_store(const batch_store&) = delete;
     batch_store& operator=(const batch_store&) = delete;
 
@@ -48,6 +49,7 @@ private:
 
     std::string path_;
     int bit_;
+    sync_mode sync_;
     connection db_;
     statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_;
 };

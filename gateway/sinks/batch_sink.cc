@@ -61,7 +61,8 @@ batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
       opts_(opts),
       key_(opts.key),
       machine_(opts.limits),
-      store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit)) {}
+      store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit,
+                                                    ctx.buf.options().sync)) {}
 
 batch_sink::~batch_sink() { *alive_ = false; }
 

@@ -6,6 +6,7 @@
 #include "gateway/sinks/dir_sink.h"
 #include "gateway/sinks/http_sink.h"
 #include "gateway/sinks/mqtt_sink.h"
+#include "gateway/sinks/s3_sink.h"
 
 namespace egw {
 namespace {
@@ -30,6 +31,7 @@ constexpr sink_type types[] = {
     {"mqtt", parse_mqtt_sink, make_mqtt},
     {"dir", parse_dir_sink, make_dir_sink},
     {"http", parse_http_sink, make_http_sink},
+    {"s3", parse_s3_sink, make_s3_sink},
 };
 
 const sink_type* find(const std::string& name) {

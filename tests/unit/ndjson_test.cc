@@ -36,6 +36,8 @@ TEST(ndjson, scalars_are_inlined_text_is_a_string_binary_is_base64) {
     EXPECT_EQ(line_of("true")["payload"], true);
     EXPECT_EQ(line_of("hello {world")["payload"], "hello {world");
     EXPECT_EQ(line_of("")["payload"], "");
+    EXPECT_EQ(line_of("{\n  \"a\": [1,\n 2]\n}")["payload"], json({{"a", {1, 2}}}))
+        << "a multi-line JSON payload stays on its line";
     json b = line_of(std::string("\xff\xd8\xff\x00", 4));
     EXPECT_FALSE(b.contains("payload"));
     EXPECT_EQ(b["payload_b64"], "/9j/AA==");
