@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "integration/gateway_test_fixture.h"
 
@@ -283,6 +284,72 @@ TEST_F(plugin_host_test, DeadLettersListReplayAndDrop) {
     auto again =
         run_gateway_cli({"dead-letters", "replay", std::to_string(id5), "-s", sock}, tmp_.path());
     EXPECT_EQ(again.exit_code, 1);
+}
+
+// The shipped window-stats, found by name in the build tree: its windows close by the stage's
+// timer when no further reading comes, and across kill -9 every reading is in exactly one
+// summary (counted over distinct output rows; ingest duplicates are counted as the raw stream
+// shows them).
+TEST_F(plugin_host_test, WindowStatsClosesByTimerAndCountsEachReadingOnceAcrossKill9) {
+    start_brokers();
+    json inst = {
+        {"w", {{"plugin", "window-stats"}, {"config", {{"field", "temp"}, {"window_s", 1}}}}}};
+    json routes = json::array({{{"from", k_telemetry_filter}, {"via", {"w"}}, {"to", {"cloud"}}},
+                               {{"from", k_telemetry_filter}, {"to", {"cloud"}}}});
+    auto& gw = start_gateway(plugin_config(inst, routes));
+    connect_cloud_subscriber();
+    auto& dev = connect_device(32);
+    constexpr int k_count = 3000;
+    std::jthread publisher([&] {
+        for (int i = 0; i < k_count; ++i) {
+            dev.publish("devices/p/telemetry/x", json{{"temp", 1.5}, {"i", i}}.dump());
+            // Paced (about 3 s in all) so the stream spans several 1 s windows and the kills
+            // fall inside open windows.
+            if (i % 100 == 99) std::this_thread::sleep_for(100ms);
+        }
+        dev.flush(60s);
+    });
+    for (int point : {700, 1500, 2300}) {
+        ASSERT_TRUE(poll_until([&] { return dev.acked() >= static_cast<size_t>(point); }, 30s));
+        gw.kill9();
+        ASSERT_TRUE(gw.start_and_wait_ready());
+    }
+    publisher.join();
+    // raw distinct seqs, and summaries by distinct seq
+    auto tally = [&] {
+        std::set<uint64_t> raw;
+        std::map<uint64_t, json> summaries;
+        for (const auto& m : data_messages()) {
+            auto seq = parse_seq(m.egw_seq);
+            if (!seq) continue;
+            if (m.topic == k_raw) raw.insert(*seq);
+            if (m.topic == k_raw + "/window") summaries[*seq] = json::parse(m.payload);
+        }
+        int64_t counted = 0;
+        for (const auto& [seq, j] : summaries) counted += j["count"].get<int64_t>();
+        return std::tuple{raw, summaries, counted};
+    };
+    // The last window closes by the timer, about a second after the last reading.
+    ASSERT_TRUE(poll_until(
+        [&] {
+            auto [raw, summaries, counted] = tally();
+            return raw.size() >= static_cast<size_t>(k_count) &&
+                   counted >= static_cast<int64_t>(raw.size());
+        },
+        60s, 100ms))
+        << gw.last_status();
+    auto [raw, summaries, counted] = tally();
+    std::cout << "[ info ] window-stats across kill -9 x3: " << raw.size() << " raw rows, "
+              << summaries.size() << " summaries counting " << counted << "\n";
+    EXPECT_EQ(counted, static_cast<int64_t>(raw.size()));
+    EXPECT_GE(summaries.size(), 2u);
+    std::set<int64_t> starts;
+    for (const auto& [seq, j] : summaries) {
+        EXPECT_TRUE(starts.insert(j["window_start_ms"].get<int64_t>()).second)
+            << "two summaries for the window starting at " << j["window_start_ms"];
+        EXPECT_EQ(j["min"], 1.5);
+        EXPECT_EQ(j["max"], 1.5);
+    }
 }
 
 TEST_F(plugin_host_test, OlderMinorWithShortStructsWorks) {
