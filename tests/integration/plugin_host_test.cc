@@ -352,6 +352,39 @@ TEST_F(plugin_host_test, WindowStatsClosesByTimerAndCountsEachReadingOnceAcrossK
     }
 }
 
+// The Lua and isolated runtimes behind the same stage: a segfault in an isolated child and a
+// Lua script looping forever each cost one dead letter, and the messages around them flow.
+TEST_F(plugin_host_test, SegfaultInIsolatedChildAndLuaLoopAreContained) {
+    start_brokers();
+    json inst = {
+        {"risky", {{"plugin", "egw_fx_segfault"}, {"isolation", "process"}}},
+        {"script", {{"plugin", std::string(EGW_TEST_SOURCE_PLUGIN_DIR) + "/loop_forever.lua"}}}};
+    json routes = json::array(
+        {{{"from", "devices/+/telemetry/iso"}, {"via", {"risky"}}, {"to", {"cloud"}}},
+         {{"from", "devices/+/telemetry/lua"}, {"via", {"script"}}, {"to", {"cloud"}}}});
+    auto& gw = start_gateway(plugin_config(inst, routes));
+    connect_cloud_subscriber();
+    auto& dev = connect_device();
+    for (const char* p : {"p:0", "crash", "p:1"}) dev.publish("devices/p/telemetry/iso", p);
+    for (const char* p : {"p:2", "loop", "p:3"}) dev.publish("devices/p/telemetry/lua", p);
+    dev.flush();
+    ASSERT_TRUE(wait_for_unique({"p:0", "p:1", "p:2", "p:3"}, 60s)) << gw.last_status();
+    auto st = gw.wait_until(
+        [](const json& s) {
+            return json_at(s, "plugins/instances/risky/dead_letters") == 1 &&
+                   json_at(s, "plugins/instances/script/dead_letters") == 1;
+        },
+        20s);
+    ASSERT_TRUE(st) << gw.last_status();
+    EXPECT_EQ(json_at(*st, "plugins/instances/risky/errors/crashed"), 1);
+    EXPECT_EQ(json_at(*st, "plugins/instances/script/errors/timeout"), 1);
+    EXPECT_GE(json_at(*st, "plugins/instances/risky/restarts").get<int>(), 1);
+    EXPECT_TRUE(gw.running());
+    const auto t = by_topic();
+    EXPECT_EQ(t.at(cloud_topic("devices/p/telemetry/iso/out")).size(), 2u);
+    EXPECT_EQ(t.at(cloud_topic("devices/p/telemetry/lua/out")).size(), 2u);
+}
+
 TEST_F(plugin_host_test, OlderMinorWithShortStructsWorks) {
     start_brokers();
     json inst = {{"o", {{"plugin", fixture("egw_test_old_minor")}}}};
