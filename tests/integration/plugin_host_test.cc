@@ -73,6 +73,14 @@ TEST_F(plugin_host_test, ChainFanOutAndPlainRouteAllDeliver) {
     ASSERT_TRUE(st);
     EXPECT_EQ(json_at(*st, "plugins/instances/a/in"), 2 * n);
     EXPECT_EQ(json_at(*st, "plugins/instances/b/in"), n);
+    std::cout << "[ info ] egw_test_echo per call through the host: p50 "
+              << json_at(*st, "plugins/instances/a/p50_us") << " us, p99 "
+              << json_at(*st, "plugins/instances/a/p99_us") << " us\n";
+    // The text status shows the stage and its instances.
+    const auto text =
+        run_gateway_cli({"status", "-s", (tmp_ / "data" / "control.sock").string()}, tmp_.path());
+    EXPECT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_NE(text.out.find("INSTANCE"), std::string::npos) << text.out;
 }
 
 TEST_F(plugin_host_test, FailuresGoToDeadLettersAndTheStreamContinues) {
