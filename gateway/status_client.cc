@@ -38,6 +38,30 @@ std::string duration(const nlohmann::json& v) {
     return out;
 }
 
+// The plugin stage and its instances (plugins/host/stage.h), when any is configured.
+void print_plugins(const nlohmann::json& j) {
+    if (!j.contains("plugins") || j["plugins"]["instances"].empty()) return;
+    const auto& st = j["plugins"]["stage"];
+    std::printf(
+        "\nstage     %lld rows waiting, %llu outputs, %llu dead letters, %llu commit errors\n",
+        st["rows_waiting"].get<long long>(), st["outputs"].get<unsigned long long>(),
+        st["dead_letters"].get<unsigned long long>(),
+        st["commit_errors"].get<unsigned long long>());
+    std::printf("%-16s %10s %10s %8s %8s %9s %9s %8s\n", "INSTANCE", "IN", "OUT", "ERRORS", "DEAD",
+                "P50(us)", "P99(us)", "RESTARTS");
+    for (const auto& [name, i] : j["plugins"]["instances"].items()) {
+        unsigned long long errors = 0;
+        for (const auto& [kind, n] : i["errors"].items()) errors += n.get<unsigned long long>();
+        auto us = [](const nlohmann::json& v) {
+            return v.is_number() ? std::to_string(static_cast<long long>(v.get<double>())) : "-";
+        };
+        std::printf("%-16s %10llu %10llu %8llu %8llu %9s %9s %8llu\n", name.c_str(),
+                    i["in"].get<unsigned long long>(), i["out"].get<unsigned long long>(), errors,
+                    i["dead_letters"].get<unsigned long long>(), us(i["p50_us"]).c_str(),
+                    us(i["p99_us"]).c_str(), i["restarts"].get<unsigned long long>());
+    }
+}
+
 void print_table(const nlohmann::json& j) {
     const auto& c = j["counters"];
     const auto& b = j["buffer"];
@@ -80,6 +104,7 @@ void print_table(const nlohmann::json& j) {
             std::printf("%-12s last error: %s\n", "", s["last_error"].get<std::string>().c_str());
         }
     }
+    print_plugins(j);
 }
 
 }  // namespace

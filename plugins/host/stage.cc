@@ -272,7 +272,20 @@ bool stage::run_chain(batch& b, const stage_route& r, size_t from, std::vector<o
     for (size_t j = from; j < r.via.size(); ++j) {
         auto it = slots_.find(r.via[j]);
         if (it == slots_.end()) {
-            msgs.clear();  // cannot happen: config checks via names
+            // A reload whose instance could not be created kept the previous set: the message
+            // waits in the dead letters for a fixed config rather than being dropped.
+            storage::dead_letter d;
+            d.ts_ms = now_ms();
+            d.route = r.index;
+            d.instance = r.via[j];
+            d.kind = "missing";
+            d.reason = "no instance named '" + r.via[j] + "' is running";
+            d.seq = input.seq;
+            d.msg_ts_ms = input.ts_ms;
+            d.topic = input.topic;
+            d.payload = input.payload;
+            b.commit.dead.push_back(std::move(d));
+            msgs.clear();
             return false;
         }
         slot& s = *it->second;

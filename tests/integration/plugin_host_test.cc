@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "integration/gateway_test_fixture.h"
 
@@ -72,6 +73,14 @@ TEST_F(plugin_host_test, ChainFanOutAndPlainRouteAllDeliver) {
     ASSERT_TRUE(st);
     EXPECT_EQ(json_at(*st, "plugins/instances/a/in"), 2 * n);
     EXPECT_EQ(json_at(*st, "plugins/instances/b/in"), n);
+    std::cout << "[ info ] egw_test_echo per call through the host: p50 "
+              << json_at(*st, "plugins/instances/a/p50_us") << " us, p99 "
+              << json_at(*st, "plugins/instances/a/p99_us") << " us\n";
+    // The text status shows the stage and its instances.
+    const auto text =
+        run_gateway_cli({"status", "-s", (tmp_ / "data" / "control.sock").string()}, tmp_.path());
+    EXPECT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_NE(text.out.find("INSTANCE"), std::string::npos) << text.out;
 }
 
 TEST_F(plugin_host_test, FailuresGoToDeadLettersAndTheStreamContinues) {
@@ -283,6 +292,105 @@ TEST_F(plugin_host_test, DeadLettersListReplayAndDrop) {
     auto again =
         run_gateway_cli({"dead-letters", "replay", std::to_string(id5), "-s", sock}, tmp_.path());
     EXPECT_EQ(again.exit_code, 1);
+}
+
+// The shipped window-stats, found by name in the build tree: its windows close by the stage's
+// timer when no further reading comes, and across kill -9 every reading is in exactly one
+// summary (counted over distinct output rows; ingest duplicates are counted as the raw stream
+// shows them).
+TEST_F(plugin_host_test, WindowStatsClosesByTimerAndCountsEachReadingOnceAcrossKill9) {
+    start_brokers();
+    json inst = {
+        {"w", {{"plugin", "window-stats"}, {"config", {{"field", "temp"}, {"window_s", 1}}}}}};
+    json routes = json::array({{{"from", k_telemetry_filter}, {"via", {"w"}}, {"to", {"cloud"}}},
+                               {{"from", k_telemetry_filter}, {"to", {"cloud"}}}});
+    auto& gw = start_gateway(plugin_config(inst, routes));
+    connect_cloud_subscriber();
+    auto& dev = connect_device(32);
+    constexpr int k_count = 3000;
+    std::jthread publisher([&] {
+        for (int i = 0; i < k_count; ++i) {
+            dev.publish("devices/p/telemetry/x", json{{"temp", 1.5}, {"i", i}}.dump());
+            // Paced (about 3 s in all) so the stream spans several 1 s windows and the kills
+            // fall inside open windows.
+            if (i % 100 == 99) std::this_thread::sleep_for(100ms);
+        }
+        dev.flush(60s);
+    });
+    for (int point : {700, 1500, 2300}) {
+        ASSERT_TRUE(poll_until([&] { return dev.acked() >= static_cast<size_t>(point); }, 30s));
+        gw.kill9();
+        ASSERT_TRUE(gw.start_and_wait_ready());
+    }
+    publisher.join();
+    // raw distinct seqs, and summaries by distinct seq
+    auto tally = [&] {
+        std::set<uint64_t> raw;
+        std::map<uint64_t, json> summaries;
+        for (const auto& m : data_messages()) {
+            auto seq = parse_seq(m.egw_seq);
+            if (!seq) continue;
+            if (m.topic == k_raw) raw.insert(*seq);
+            if (m.topic == k_raw + "/window") summaries[*seq] = json::parse(m.payload);
+        }
+        int64_t counted = 0;
+        for (const auto& [seq, j] : summaries) counted += j["count"].get<int64_t>();
+        return std::tuple{raw, summaries, counted};
+    };
+    // The last window closes by the timer, about a second after the last reading.
+    ASSERT_TRUE(poll_until(
+        [&] {
+            auto [raw, summaries, counted] = tally();
+            return raw.size() >= static_cast<size_t>(k_count) &&
+                   counted >= static_cast<int64_t>(raw.size());
+        },
+        60s, 100ms))
+        << gw.last_status();
+    auto [raw, summaries, counted] = tally();
+    std::cout << "[ info ] window-stats across kill -9 x3: " << raw.size() << " raw rows, "
+              << summaries.size() << " summaries counting " << counted << "\n";
+    EXPECT_EQ(counted, static_cast<int64_t>(raw.size()));
+    EXPECT_GE(summaries.size(), 2u);
+    std::set<int64_t> starts;
+    for (const auto& [seq, j] : summaries) {
+        EXPECT_TRUE(starts.insert(j["window_start_ms"].get<int64_t>()).second)
+            << "two summaries for the window starting at " << j["window_start_ms"];
+        EXPECT_EQ(j["min"], 1.5);
+        EXPECT_EQ(j["max"], 1.5);
+    }
+}
+
+// The Lua and isolated runtimes behind the same stage: a segfault in an isolated child and a
+// Lua script looping forever each cost one dead letter, and the messages around them flow.
+TEST_F(plugin_host_test, SegfaultInIsolatedChildAndLuaLoopAreContained) {
+    start_brokers();
+    json inst = {
+        {"risky", {{"plugin", "egw_fx_segfault"}, {"isolation", "process"}}},
+        {"script", {{"plugin", std::string(EGW_TEST_SOURCE_PLUGIN_DIR) + "/loop_forever.lua"}}}};
+    json routes = json::array(
+        {{{"from", "devices/+/telemetry/iso"}, {"via", {"risky"}}, {"to", {"cloud"}}},
+         {{"from", "devices/+/telemetry/lua"}, {"via", {"script"}}, {"to", {"cloud"}}}});
+    auto& gw = start_gateway(plugin_config(inst, routes));
+    connect_cloud_subscriber();
+    auto& dev = connect_device();
+    for (const char* p : {"p:0", "crash", "p:1"}) dev.publish("devices/p/telemetry/iso", p);
+    for (const char* p : {"p:2", "loop", "p:3"}) dev.publish("devices/p/telemetry/lua", p);
+    dev.flush();
+    ASSERT_TRUE(wait_for_unique({"p:0", "p:1", "p:2", "p:3"}, 60s)) << gw.last_status();
+    auto st = gw.wait_until(
+        [](const json& s) {
+            return json_at(s, "plugins/instances/risky/dead_letters") == 1 &&
+                   json_at(s, "plugins/instances/script/dead_letters") == 1;
+        },
+        20s);
+    ASSERT_TRUE(st) << gw.last_status();
+    EXPECT_EQ(json_at(*st, "plugins/instances/risky/errors/crashed"), 1);
+    EXPECT_EQ(json_at(*st, "plugins/instances/script/errors/timeout"), 1);
+    EXPECT_GE(json_at(*st, "plugins/instances/risky/restarts").get<int>(), 1);
+    EXPECT_TRUE(gw.running());
+    const auto t = by_topic();
+    EXPECT_EQ(t.at(cloud_topic("devices/p/telemetry/iso/out")).size(), 2u);
+    EXPECT_EQ(t.at(cloud_topic("devices/p/telemetry/lua/out")).size(), 2u);
 }
 
 TEST_F(plugin_host_test, OlderMinorWithShortStructsWorks) {
