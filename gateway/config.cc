@@ -247,11 +247,14 @@ config parse_config(const std::string& text, const std::string& file) {
     json doc;
     try {
         doc = json::parse(text);
-    } catch (const json::parse_error& e) {
-        // nlohmann quotes the token it choked on ("last read: '...'"), which may be the
-        // beginning of a password: keep only where and what.
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for a number beyond double (1e400: found by
+        // tests/fuzz/config_fuzz; it used to escape as an uncaught exception and abort).
+        // nlohmann quotes the token it choked on ("last read: '...'", "parsing '...'"),
+        // which may be the beginning of a password: keep only where and what.
         std::string what = e.what();
         if (auto at = what.find("; last read: "); at != std::string::npos) what.erase(at);
+        if (auto at = what.find(" parsing '"); at != std::string::npos) what.erase(at);
         throw config_error(file, {{"", "not valid JSON: " + what}});
     }
     validate_schema(doc, problems);

@@ -99,6 +99,16 @@ TEST(config, semantic_checks) {
     EXPECT_TRUE(has(problems_of(text), "sinks.cloud.uri"));  // tls section on a plain scheme
 }
 
+// Found by tests/fuzz/config_fuzz: a number beyond double made nlohmann throw out_of_range,
+// which escaped parse_config and aborted --check-config.
+TEST(config, number_overflow_is_a_problem_not_a_crash) {
+    auto ps = problems_of("{\"gateway_id\": 1e400}");
+    ASSERT_EQ(ps.size(), 1u);
+    EXPECT_NE(ps[0].message.find("not valid JSON"), std::string::npos);
+    EXPECT_NE(ps[0].message.find("number overflow"), std::string::npos);
+    EXPECT_EQ(ps[0].message.find("1e400"), std::string::npos);  // the text is not quoted
+}
+
 TEST(config, malformed_json_is_one_clear_problem) {
     auto ps = problems_of("{ \"gateway_id\": ");
     ASSERT_EQ(ps.size(), 1u);
