@@ -33,6 +33,12 @@ missing=()
 while read -r pkg _; do
     [[ -z "$pkg" || "$pkg" == \#* ]] && continue
     [[ -n "${without[$pkg]:-}" ]] && continue
+    # Node.js from another source (e.g. NodeSource's nodejs, which bundles npm and conflicts
+    # with Debian's npm package) serves as well as Debian's: only the commands matter.
+    case "$pkg" in
+        nodejs) command -v node >/dev/null 2>&1 && continue ;;
+        npm) command -v npm >/dev/null 2>&1 && continue ;;
+    esac
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [[ "$status" == "installed" ]] || missing+=("$pkg")
 done <"$list"
