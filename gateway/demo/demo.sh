@@ -140,16 +140,25 @@ json_field() {
     v=${v//\"/}
     printf '%s' "$v"
 }
+# The cloud sink's part of the status (keys are sorted: the plugin stage's rows_waiting and
+# the dir sinks come before it).
+cloud_part() {
+    local js=$1
+    js=${js#*\"sinks\"}
+    printf '%s' "${js#*\"cloud\"}"
+}
+cloud_status() { cloud_part "$(status_json)"; }
 status_line() {
-    local js
-    js=$(status_json)
-    if [[ -z "$js" ]]; then
+    local all js
+    all=$(status_json)
+    if [[ -z "$all" ]]; then
         printf '%s   [status] gateway not answering%s\n' "$cyan" "$off"
         return
     fi
+    js=$(cloud_part "$all")
     LC_ALL=C printf '%s   [status] cloud sink: %-8s rows waiting %-5s oldest %5.1fs   acked %s%s\n' \
         "$cyan" "$(json_field state "$js")" "$(json_field rows_waiting "$js")" \
-        "$(json_field oldest_age_s "$js")" "$(json_field acked "$js")" "$off"
+        "$(json_field oldest_age_s "$js")" "$(json_field acked "$all")" "$off"
 }
 show_status() {
     note "\$ edge-gateway status --config $tmp/gateway.json"
@@ -396,7 +405,7 @@ while ((SECONDS < drain_limit)); do
     sleep 1
     status_line
     # online = connected, caught up with the buffer, sending live messages as they come.
-    if [[ "$(json_field state "$(status_json)")" == online ]]; then
+    if [[ "$(json_field state "$(cloud_status)")" == online ]]; then
         back_online=yes
         break
     fi
