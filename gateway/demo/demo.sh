@@ -39,8 +39,10 @@ die() {
 
 # --- 1. dependencies and build --------------------------------------------------------------
 say "Checking Debian packages (installs what is missing; a few minutes on a fresh system)"
+# Only what the build and the demo need: not the test, lint, fuzz and S3/HTTP test tools.
 bash .ci/install-deps.sh --without clang-format --without libgtest-dev --without libgmock-dev \
-    --without git
+    --without git --without nodejs --without npm --without rclone --without clang \
+    --without libclang-rt-14-dev --without python3-prometheus-client
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/egw-demo.XXXXXX")
 pids=()
@@ -220,6 +222,8 @@ while IFS='|' read -r topic props len payload; do
     [[ "$props" =~ egw-seq:([0-9]+) ]] && seq="seq=${BASH_REMATCH[1]}"
     colour=$green
     [[ "$topic" == */alert ]] && colour=$red$bold
+    # The retained status carries the whole status JSON: show its state only.
+    [[ "$topic" == */status ]] && payload="{\"state\":\"$(json_field state "${payload: -400}")\", ...}"
     printf '%s   [cloud] %-48s %-8s %s%s\n' "$colour" "${topic#gateways/demo-gw/}" "$seq" "$payload" "$off"
 done <"$tmp/cloud.fifo" &
 pids+=("$!")
@@ -492,7 +496,9 @@ printf '     to the dir sink "frames": %s full frames (start and peak of each ep
     "$frame_rows" "$frame_bytes"
 ((cam_bytes > 0)) && LC_ALL=C printf '     bytes out / bytes in: %s / %s = %.1f %%\n' "$out_bytes" "$cam_bytes" \
     "$(awk -v o="$out_bytes" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
-printf '   status messages on gateways/demo-gw/status:    %s\n' "$status_msgs"
+((cam_bytes > 0)) && LC_ALL=C printf '     of which to the cloud (events and thumbnails): %.2f %%\n' \
+    "$(awk -v o="$((event_bytes + thumb_bytes))" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
+printf '   status messages on gateways/demo-gw/status: %s\n' "$status_msgs"
 if ((lost == 0)) && ((gw_rc == 0)) && ((cam_rc == 0)) && ((starts > 0)) && ((thumbs == starts)); then
     printf '%s   every reading and every motion event reached its destination, in spite of the outage%s\n' \
         "$green$bold" "$off"
