@@ -222,8 +222,12 @@ while IFS='|' read -r topic props len payload; do
     [[ "$props" =~ egw-seq:([0-9]+) ]] && seq="seq=${BASH_REMATCH[1]}"
     colour=$green
     [[ "$topic" == */alert ]] && colour=$red$bold
-    # The retained status carries the whole status JSON: show its state only.
-    [[ "$topic" == */status ]] && payload="{\"state\":\"$(json_field state "${payload: -400}")\", ...}"
+    # The retained status carries the whole status JSON: show the gateway's state (the last
+    # "state" key: the keys are sorted) only.
+    if [[ "$topic" == */status ]]; then
+        payload=$(grep -oE '"state":"[a-z]*"' <<<"$payload" | tail -n 1 || true)
+        payload="{$payload, ...}"
+    fi
     printf '%s   [cloud] %-48s %-8s %s%s\n' "$colour" "${topic#gateways/demo-gw/}" "$seq" "$payload" "$off"
 done <"$tmp/cloud.fifo" &
 pids+=("$!")
