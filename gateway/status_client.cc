@@ -99,7 +99,11 @@ void print_table(const nlohmann::json& j) {
                     s["state"].get<std::string>().c_str(), s["rows_waiting"].get<long long>(),
                     human_bytes(s["bytes_waiting"].get<double>()).c_str(),
                     duration(s["oldest_age_s"]).c_str(), duration(s["eta_s"]).c_str(),
-                    s["rate_msg_s"].get<double>(), s["inflight"].get<unsigned long long>());
+                    s.value("rate_msg_s", 0.0),
+                    // Batch sinks (dir, http, s3) have no MQTT in-flight window.
+                    s.contains("inflight") && s["inflight"].is_number()
+                        ? s["inflight"].get<unsigned long long>()
+                        : 0ull);
         if (!s["last_error"].get<std::string>().empty()) {
             std::printf("%-12s last error: %s\n", "", s["last_error"].get<std::string>().c_str());
         }

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# edge-gateway in 40 seconds, on one machine: simulated sensors publish to a local Mosquitto
-# broker, the gateway forwards their readings to a second Mosquitto that stands in for the
-# cloud, the cloud goes away for a while and comes back, and nothing is lost.
+# edge-gateway in about a minute, on one machine: simulated sensors and a simulated camera
+# publish to a local Mosquitto broker; the gateway processes them at the edge (plugins: deadband
+# and window-stats turn readings into summaries, threshold-alert raises alerts, camera-motion turns
+# JPEG frames into motion events and thumbnails) and forwards the results to a second Mosquitto
+# that stands in for the cloud, and to a local dir sink. The cloud goes away for a while and
+# comes back, and nothing is lost.
 #
 #   bash gateway/demo/demo.sh
 #
 # Installs missing Debian packages (apt-get; sudo when not root), builds into build/, runs
 # everything in a temporary directory on free loopback ports and removes it on exit.
-# Environment: DEMO_SECONDS (length of the live and the outage phase, default 8),
+# Environment: DEMO_SECONDS (length of the live and the outage phase, default 10),
 # DEMO_DEVICES (number of sensors, default 3), EGW_BUILD_DIR (default build),
 # DEMO_KEEP=1 (keep the temporary directory with all logs).
 set -euo pipefail
@@ -16,7 +19,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
 
-phase_s=${DEMO_SECONDS:-8}
+phase_s=${DEMO_SECONDS:-10}
 n_devices=${DEMO_DEVICES:-3}
 build_dir=${EGW_BUILD_DIR:-build}
 [[ "$phase_s" =~ ^[0-9]+$ && "$phase_s" -ge 2 ]] || { echo "DEMO_SECONDS must be >= 2" >&2; exit 2; }
@@ -36,8 +39,10 @@ die() {
 
 # --- 1. dependencies and build --------------------------------------------------------------
 say "Checking Debian packages (installs what is missing; a few minutes on a fresh system)"
+# Only what the build and the demo need: not the test, lint, fuzz and S3/HTTP test tools.
 bash .ci/install-deps.sh --without clang-format --without libgtest-dev --without libgmock-dev \
-    --without git
+    --without git --without nodejs --without npm --without rclone --without clang \
+    --without libclang-rt-14-dev --without python3-prometheus-client
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/egw-demo.XXXXXX")
 pids=()
@@ -76,6 +81,8 @@ if ! { cmake -S . -B "$build_dir" "${cmake_args[@]}" &&
 fi
 gw_bin="$root/$build_dir/gateway/edge-gateway"
 [[ -x "$gw_bin" ]] || die "no binary at $gw_bin after the build"
+cam_bin="$root/$build_dir/tests/support/egw-camera-sim"
+[[ -x "$cam_bin" ]] || die "no simulated camera at $cam_bin after the build (EGW_BUILD_CAMERA_SIM=OFF?)"
 note "$("$gw_bin" --version 2>&1 | head -n 1)"
 
 # --- helpers --------------------------------------------------------------------------------
@@ -135,22 +142,30 @@ json_field() {
     v=${v//\"/}
     printf '%s' "$v"
 }
+# The cloud sink's part of the status (keys are sorted: the plugin stage's rows_waiting and
+# the dir sinks come before it).
+cloud_part() {
+    local js=$1
+    js=${js#*\"sinks\"}
+    printf '%s' "${js#*\"cloud\"}"
+}
+cloud_status() { cloud_part "$(status_json)"; }
 status_line() {
-    local js
-    js=$(status_json)
-    if [[ -z "$js" ]]; then
+    local all js
+    all=$(status_json)
+    if [[ -z "$all" ]]; then
         printf '%s   [status] gateway not answering%s\n' "$cyan" "$off"
         return
     fi
+    js=$(cloud_part "$all")
     LC_ALL=C printf '%s   [status] cloud sink: %-8s rows waiting %-5s oldest %5.1fs   acked %s%s\n' \
         "$cyan" "$(json_field state "$js")" "$(json_field rows_waiting "$js")" \
-        "$(json_field oldest_age_s "$js")" "$(json_field acked "$js")" "$off"
+        "$(json_field oldest_age_s "$js")" "$(json_field acked "$all")" "$off"
 }
 show_status() {
     note "\$ edge-gateway status --config $tmp/gateway.json"
     "$gw_bin" status --config "$tmp/gateway.json" 2>&1 | sed 's/^/     /' || true
 }
-cloud_count() { grep -c '/telemetry/' "$tmp/cloud.txt" 2>/dev/null || true; }
 published_count() {
     local f total=0 n
     for f in "$tmp"/devices/*.count; do
@@ -191,22 +206,53 @@ cloud_pid=$broker_pid cloud_port=$broker_port
 note "cloud stand-in: tcp://127.0.0.1:$cloud_port (pid $cloud_pid)"
 
 # A consumer in the cloud: persistent session, QoS 1, MQTT 5 so the egw-seq user property shows.
-mkfifo "$tmp/cloud.fifo"
+# Two of them: one prints the JSON messages, the other the JPEG thumbnails' sizes (binary
+# payloads do not belong on a terminal).
+mkfifo "$tmp/cloud.fifo" "$tmp/media.fifo"
 : >"$tmp/cloud.txt"
+: >"$tmp/media.txt"
 mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv5 -c -i demo-cloud-consumer -q 1 \
-    -t 'gateways/#' -F '%t|%P|%p' >"$tmp/cloud.fifo" 2>"$tmp/consumer.log" &
+    -t 'gateways/#' -T 'gateways/+/devices/+/camera/+/thumbnail' \
+    -T 'gateways/+/devices/+/camera/+/frame' \
+    -F '%t|%P|%l|%p' >"$tmp/cloud.fifo" 2>"$tmp/consumer.log" &
 pids+=("$!")
-while IFS='|' read -r topic props payload; do
-    printf '%s\n' "$topic|$props|$payload" >>"$tmp/cloud.txt"
+while IFS='|' read -r topic props len payload; do
+    printf '%s\n' "$topic|$props|$len|$payload" >>"$tmp/cloud.txt"
     seq=''
     [[ "$props" =~ egw-seq:([0-9]+) ]] && seq="seq=${BASH_REMATCH[1]}"
-    printf '%s   [cloud] %-48s %-8s %s%s\n' "$green" "$topic" "$seq" "$payload" "$off"
+    colour=$green
+    [[ "$topic" == */alert ]] && colour=$red$bold
+    # The retained status carries the whole status JSON: show the gateway's state (the last
+    # "state" key: the keys are sorted) only.
+    if [[ "$topic" == */status ]]; then
+        payload=$(grep -oE '"state":"[a-z]*"' <<<"$payload" | tail -n 1 || true)
+        payload="{$payload, ...}"
+    fi
+    printf '%s   [cloud] %-48s %-8s %s%s\n' "$colour" "${topic#gateways/demo-gw/}" "$seq" "$payload" "$off"
 done <"$tmp/cloud.fifo" &
+pids+=("$!")
+mosquitto_sub -h 127.0.0.1 -p "$cloud_port" -V mqttv5 -c -i demo-cloud-media -q 1 \
+    -t 'gateways/+/devices/+/camera/+/thumbnail' -t 'gateways/+/devices/+/camera/+/frame' \
+    -F '%t|%P|%l' >"$tmp/media.fifo" 2>"$tmp/consumer-media.log" &
+pids+=("$!")
+while IFS='|' read -r topic props len; do
+    printf '%s\n' "$topic|$props|$len" >>"$tmp/media.txt"
+    role=''
+    [[ "$props" =~ egw-role:([a-z]+) ]] && role="role=${BASH_REMATCH[1]}"
+    printf '%s   [cloud] %-48s %-8s JPEG, %s bytes%s\n' "$green" "${topic#gateways/demo-gw/}" "$role" \
+        "$len" "$off"
+done <"$tmp/media.fifo" &
 pids+=("$!")
 
 # --- 3. gateway -----------------------------------------------------------------------------
 say "Starting edge-gateway"
 mkdir -p "$tmp/gw"
+# Plugins: each sensor's readings go through deadband (only changes of 0.5 or more) and
+# window-stats (one summary per 5 s window) to the cloud; threshold-alert raises and clears
+# over-temperature alerts at high priority; every raw reading goes to the local dir sink
+# "archive". The camera's frames go through camera-motion (in a child process: a decoder crash
+# cannot take the gateway down); events and thumbnails go to the cloud, full frames only to
+# the dir sink "frames" (the route's outputs).
 cat >"$tmp/gateway.json" <<EOF
 {
   "gateway_id": "demo-gw",
@@ -216,9 +262,28 @@ cat >"$tmp/gateway.json" <<EOF
   "local": {
     "uri": "tcp://127.0.0.1:$local_port",
     "client_id": "demo-gateway",
-    "subscribe": [ { "filter": "devices/+/telemetry/#", "qos": 1 } ]
+    "subscribe": [ { "filter": "devices/+/telemetry/#", "qos": 1 },
+                   { "filter": "devices/+/camera/#", "qos": 1 } ]
   },
-  "routes": [ { "from": "devices/+/telemetry/#", "to": ["cloud", "archive"] } ],
+  "plugins": {
+    "instances": {
+      "quiet":      { "plugin": "deadband", "config": { "field": "temp", "delta": 0.5, "max_silence_s": 300 } },
+      "temp-stats": { "plugin": "window-stats", "config": { "field": "temp", "window_s": 5 } },
+      "overheat":   { "plugin": "threshold-alert",
+                      "config": { "rules": [ { "field": "temp", "above": 80, "clear_below": 75 } ] } },
+      "motion":     { "plugin": "camera-motion", "isolation": "process",
+                      "config": { "scale_height": 120, "pixel_threshold": 30, "min_area_pct": 0.5,
+                                  "min_frames": 2, "end_after_s": 3, "thumbnail_width": 240,
+                                  "keep_frames": "start+peak", "heartbeat_s": 10 } }
+    }
+  },
+  "routes": [
+    { "from": "devices/+/telemetry/#", "via": ["quiet", "temp-stats"], "to": ["cloud"] },
+    { "from": "devices/+/telemetry/#", "via": ["overheat"], "to": ["cloud"], "priority": "high" },
+    { "from": "devices/+/telemetry/#", "to": ["archive"] },
+    { "from": "devices/+/camera/#", "via": ["motion"], "to": ["cloud"],
+      "outputs": [ { "filter": "devices/+/camera/+/frame", "to": ["frames"] } ] }
+  ],
   "sinks": {
     "cloud": {
       "type": "mqtt",
@@ -233,6 +298,11 @@ cat >"$tmp/gateway.json" <<EOF
       "type": "dir",
       "path": "$tmp/archive",
       "batch": { "max_rows": 1000, "max_delay_ms": 1000 }
+    },
+    "frames": {
+      "type": "dir",
+      "path": "$tmp/frames",
+      "batch": { "max_rows": 100, "max_delay_ms": 1000 }
     }
   },
   "buffer": { "max_bytes": 67108864, "when_full": "drop-oldest", "synchronous": "normal" }
@@ -263,16 +333,31 @@ done
 
 # --- 4. devices -----------------------------------------------------------------------------
 # One loop per sensor: a QoS 1 reading every 200 ms. A reading counts as published once the
-# local broker acknowledged it (mosquitto_pub exits 0 after the PUBACK).
+# local broker acknowledged it (mosquitto_pub exits 0 after the PUBACK). The temperature (in
+# tenths of a degree) drifts around the sensor's set point with noise; sensor-1 sits by a
+# machine that overheats now and then: every 50 readings (10 s) it climbs above 80 for about
+# 3 s and cools down again.
 device_loop() {
-    local id=$1 seq=0 ok=0 t us
+    local id=$1 n=$2 seq=0 ok=0 v base target us sign
+    base=$((200 + 15 * n))
+    v=$base
     while [[ ! -e "$tmp/stop-devices" ]]; do
         seq=$((seq + 1))
-        t=$((190 + RANDOM % 60))
+        target=$base
+        ((n == 1 && seq % 50 >= 20 && seq % 50 < 35)) && target=880
+        # Halfway to the target in a step when heating or cooling, else a slow pull back to
+        # the set point; plus noise of +-0.3.
+        if ((target > base || v > base + 30)); then
+            v=$(((v + target) / 2 + RANDOM % 7 - 3))
+        else
+            v=$((v + (target - v) / 8 + RANDOM % 7 - 3))
+        fi
         us=${EPOCHREALTIME//[!0-9]/}
+        sign=''
+        ((v < 0)) && sign='-'
         if mosquitto_pub -h 127.0.0.1 -p "$local_port" -i "$id" -q 1 \
             -t "devices/$id/telemetry/temp" \
-            -m "{\"device\":\"$id\",\"seq\":$seq,\"temp_c\":$((t / 10)).$((t % 10)),\"ts\":${us:0:-3}}" \
+            -m "{\"device\":\"$id\",\"seq\":$seq,\"temp\":$sign$((${v#-} / 10)).$((${v#-} % 10)),\"ts\":${us:0:-3}}" \
             2>>"$tmp/devices/$id.err"; then
             ok=$((ok + 1))
             echo "$ok" >"$tmp/devices/$id.count"
@@ -281,21 +366,30 @@ device_loop() {
     done
 }
 say "Starting $n_devices simulated sensors: devices/sensor-N/telemetry/temp every 200 ms, QoS 1"
+note "sensor-1 overheats (above 80) for about 3 s every 10 s"
 mkdir -p "$tmp/devices"
 device_pids=()
 for ((d = 1; d <= n_devices; d++)); do
-    device_loop "sensor-$d" &
+    device_loop "sensor-$d" "$d" &
     device_pids+=("$!")
     pids+=("$!")
 done
+cam_s=$((3 * phase_s + 6))
+say "Starting a simulated camera: devices/cam-1/camera/front, 640x480 JPEG at 2 fps for ${cam_s}s"
+note "a textured scene with noise, small distractors and brightness steps; 2 objects cross it"
+"$cam_bin" --broker "tcp://127.0.0.1:$local_port" --topic devices/cam-1/camera/front \
+    --client-id cam-1 --width 640 --height 480 --fps 2 --duration-s "$cam_s" --episodes 2 \
+    --seed 7 --truth "$tmp/camera-truth.json" >"$tmp/camera.out" 2>&1 &
+cam_pid=$!
+pids+=("$cam_pid")
 
 # --- 5. phases ------------------------------------------------------------------------------
-say "Phase 1: live flow for ${phase_s}s. Readings reach the cloud within milliseconds."
+say "Phase 1: live flow for ${phase_s}s. Summaries every 5 s, alerts and motion events at once."
 note "cloud topic = gateways/{gateway_id}/{topic}; seq = the egw-seq MQTT 5 user property"
 sleep "$phase_s"
 show_status
 
-say "Phase 2: the cloud goes away for ${phase_s}s. Readings wait in the gateway's SQLite buffer."
+say "Phase 2: the cloud goes away for ${phase_s}s. Messages wait in the gateway's SQLite buffer."
 kill "$cloud_pid"
 wait "$cloud_pid" 2>/dev/null || true
 note "cloud stand-in stopped"
@@ -306,7 +400,7 @@ while ((SECONDS < end)); do
 done
 show_status
 
-say "Phase 3: the cloud is back. The backlog drains oldest first, then live flow resumes."
+say "Phase 3: the cloud is back. Alerts drain first, then the backlog, then live flow resumes."
 port_busy "$cloud_port" && die "port $cloud_port was taken while the cloud was down"
 launch_broker cloud
 cloud_pid=$!
@@ -319,7 +413,7 @@ while ((SECONDS < drain_limit)); do
     sleep 1
     status_line
     # online = connected, caught up with the buffer, sending live messages as they come.
-    if [[ "$(json_field state "$(status_json)")" == online ]]; then
+    if [[ "$(json_field state "$(cloud_status)")" == online ]]; then
         back_online=yes
         break
     fi
@@ -328,15 +422,27 @@ show_status
 [[ -n "$back_online" ]] ||
     printf '%s   the cloud sink is not back online after %ss%s\n' "$red" "$((phase_s + 10))" "$off"
 
-say "Stopping the sensors and letting the last readings through"
+say "Stopping the sensors, letting the camera finish its scene and the last messages through"
 touch "$tmp/stop-devices"
 wait "${device_pids[@]}" 2>/dev/null || true
+cam_rc=0
+wait "$cam_pid" || cam_rc=$?
 published=$(published_count)
+motion_count() { grep -c "/camera/.*/motion|.*\"event\":\"$1\"" "$tmp/cloud.txt" 2>/dev/null || true; }
+archive_files() { find "$tmp/$1" -name '*.ndjson.gz' -not -path '*/.tmp/*' 2>/dev/null | sort; }
+archived_count() {
+    local files
+    files=$(archive_files archive)
+    [[ -n "$files" ]] || { echo 0; return; }
+    xargs zcat <<<"$files" | grep -oE '"device":"[^"]*","seq":[0-9]+' | sort -u | wc -l
+}
+# Every reading in the archive, and every motion episode ended (end_after_s after its last
+# motion frame) and its end event at the cloud.
 for ((i = 0; i < 100; i++)); do
-    (($(cloud_count) >= published)) && break
+    (($(archived_count) >= published)) && (($(motion_count end) >= $(motion_count start))) && break
     sleep 0.1
 done
-sleep 0.5
+sleep 1
 
 say "Stopping edge-gateway (SIGTERM: graceful, publishes its offline status)"
 kill -TERM "$gw_pid"
@@ -346,30 +452,62 @@ wait "$log_pid" 2>/dev/null || true
 note "edge-gateway exited with status $gw_rc"
 
 # --- 6. summary -----------------------------------------------------------------------------
-received=$(cloud_count)
-# (device, seq) pairs from the payloads: duplicates are possible by design (at least once).
-unique=$(grep '/telemetry/' "$tmp/cloud.txt" | grep -oE '"device":"[^"]*","seq":[0-9]+' |
-    sort -u | wc -l)
-status_msgs=$(grep -c '/status|' "$tmp/cloud.txt" || true)
-lost=$((published - unique))
+count() { grep -c "$1" "$2" 2>/dev/null || true; }
+sum_len() { grep "$1" "$2" 2>/dev/null | awk -F'|' '{ s += $3 } END { print s + 0 }'; }
+windows=$(count '/telemetry/.*/window|' "$tmp/cloud.txt")
+raised=$(count '/alert|.*"state":"raised"' "$tmp/cloud.txt")
+cleared=$(count '/alert|.*"state":"cleared"' "$tmp/cloud.txt")
+to_cloud=$((windows + raised + cleared))
+archived=$(archived_count)
+lost=$((published - archived))
+status_msgs=$(count '/status|' "$tmp/cloud.txt")
 say "Summary"
-printf '   sensors published (acked by the local broker): %s\n' "$published"
-printf '   readings received by the cloud consumer:       %s\n' "$received"
-printf '   distinct readings (device, seq):               %s  (duplicates: %s)\n' \
-    "$unique" "$((received - unique))"
-printf '   status messages on gateways/demo-gw/status:    %s\n' "$status_msgs"
-# The dir sink: gzip NDJSON files, one per batch, named {gateway_id}/{yyyy}/{mm}/{dd}/{first}-{last}.
-archive_files=$(find "$tmp/archive" -name '*.ndjson.gz' -not -path '*/.tmp/*' 2>/dev/null | sort)
-archive_rows=0
-[[ -n "$archive_files" ]] && archive_rows=$(xargs zcat <<<"$archive_files" | wc -l)
-printf '   files written by the dir sink "archive":       %s  (%s readings; %s)\n' \
-    "$(grep -c . <<<"$archive_files" || true)" "$archive_rows" "$tmp/archive"
-first_file=$(head -n 1 <<<"$archive_files")
-[[ -n "$first_file" ]] && printf '     first file: %s\n' "${first_file#"$tmp"/archive/}"
-if ((lost == 0)) && ((gw_rc == 0)); then
-    printf '%s   every reading reached the cloud, in spite of the outage%s\n' "$green$bold" "$off"
+printf '   sensors: %s readings published (acked by the local broker)\n' "$published"
+printf '     became %s messages to the cloud: %s window summaries, %s alerts raised, %s cleared' \
+    "$to_cloud" "$windows" "$raised" "$cleared"
+((published > 0)) && LC_ALL=C printf ' (%.1f %% of the readings)' \
+    "$(awk -v o="$to_cloud" -v i="$published" 'BEGIN { print 100 * o / i }')"
+printf '\n'
+printf '     every raw reading also went to the dir sink "archive": %s distinct readings in %s files\n' \
+    "$archived" "$(archive_files archive | grep -c . || true)"
+# The camera: what egw-camera-sim published (frames and payload bytes), and what came out.
+read -r cam_frames cam_bytes cam_truth < <(sed -nE \
+    's/^egw-camera-sim: ([0-9]+) frames, ([0-9]+) bytes, ([0-9]+) true episodes.*/\1 \2 \3/p' \
+    "$tmp/camera.out")
+cam_frames=${cam_frames:-0} cam_bytes=${cam_bytes:-0} cam_truth=${cam_truth:-0}
+starts=$(motion_count start) ends=$(motion_count end) beats=$(motion_count heartbeat)
+event_bytes=$(sum_len '/camera/.*/motion|' "$tmp/cloud.txt")
+thumbs=$(count '/thumbnail|' "$tmp/media.txt")
+thumb_bytes=$(sum_len '/thumbnail|' "$tmp/media.txt")
+cloud_frames=$(count '/frame|' "$tmp/media.txt")
+# Frames in the dir sink "frames": one NDJSON line each, the JPEG in payload_b64.
+frame_rows=0 frame_bytes=0
+frame_files=$(archive_files frames)
+if [[ -n "$frame_files" ]]; then
+    read -r frame_rows frame_bytes < <(xargs zcat <<<"$frame_files" |
+        grep -oE '"payload_b64":"[^"]*"' | awk '{
+            b = substr($0, 16, length($0) - 16); n = length(b) / 4 * 3
+            if (b ~ /==$/) n -= 2; else if (b ~ /=$/) n -= 1
+            rows++; bytes += n } END { print rows + 0, bytes + 0 }')
+fi
+out_bytes=$((event_bytes + thumb_bytes + frame_bytes))
+printf '   camera: %s frames, %s bytes in (%s objects crossed the scene)\n' "$cam_frames" \
+    "$cam_bytes" "$cam_truth"
+printf '     to the cloud: %s motion events (%s start, %s end, %s heartbeat; %s bytes), %s thumbnails (%s bytes), %s full frames\n' \
+    "$((starts + ends + beats))" "$starts" "$ends" "$beats" "$event_bytes" "$thumbs" "$thumb_bytes" \
+    "$cloud_frames"
+printf '     to the dir sink "frames": %s full frames (start and peak of each episode; %s bytes)\n' \
+    "$frame_rows" "$frame_bytes"
+((cam_bytes > 0)) && LC_ALL=C printf '     bytes out / bytes in: %s / %s = %.1f %%\n' "$out_bytes" "$cam_bytes" \
+    "$(awk -v o="$out_bytes" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
+((cam_bytes > 0)) && LC_ALL=C printf '     of which to the cloud (events and thumbnails): %.2f %%\n' \
+    "$(awk -v o="$((event_bytes + thumb_bytes))" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
+printf '   status messages on gateways/demo-gw/status: %s\n' "$status_msgs"
+if ((lost == 0)) && ((gw_rc == 0)) && ((cam_rc == 0)) && ((starts > 0)) && ((thumbs == starts)); then
+    printf '%s   every reading and every motion event reached its destination, in spite of the outage%s\n' \
+        "$green$bold" "$off"
 else
-    printf '%s   %s readings missing at the cloud, gateway exit status %s (logs: %s)%s\n' \
-        "$red$bold" "$lost" "$gw_rc" "$tmp" "$off"
+    printf '%s   %s readings missing in the archive, %s motion starts with %s thumbnails, gateway exit status %s, camera %s (logs: %s)%s\n' \
+        "$red$bold" "$lost" "$starts" "$thumbs" "$gw_rc" "$cam_rc" "$tmp" "$off"
     exit 1
 fi
