@@ -3,6 +3,8 @@
 // tasks are submitted through the control socket, states arrive at the cloud broker through the
 // buffer and the mqtt sink.
 #include <chrono>
+#include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -52,6 +54,18 @@ struct sim_device {
         pub->flush();
     }
 };
+
+// Runs an edge-gateway CLI command and returns its standard output.
+std::string run_cli(const std::string& cmd) {
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    if (!p) return out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    return out;
+}
 
 class devices_test : public gateway_test {
 protected:
@@ -128,6 +142,26 @@ TEST_F(devices_test,
     EXPECT_EQ(r.value("duplicate", false), true) << r.dump();
     json shown = control({{"cmd", "tasks"}, {"id", "t1"}});
     EXPECT_EQ(shown["task"].value("state", ""), "succeeded") << shown.dump();
+
+    // The CLI reads the same through the control socket.
+    const std::string sock = (gateway_->data_dir() / "control.sock").string();
+    std::string out = run_cli(std::string(EGW_GATEWAY_BIN) + " devices --json -s " + sock);
+    json listed = json::parse(out);
+    ASSERT_EQ(listed["devices"].size(), 2u) << out;
+    out = run_cli(std::string(EGW_GATEWAY_BIN) + " tasks --state succeeded --json -s " + sock);
+    json tasks = json::parse(out);
+    ASSERT_EQ(tasks["tasks"].size(), 1u) << out;
+    EXPECT_EQ(tasks["tasks"][0].value("task", ""), "t1");
+    const auto file = tmp_.path() / "t9.json";
+    {
+        std::ofstream f(file);
+        f << json{{"task", "t9"}, {"type", "resize"}}.dump();
+    }
+    run_cli(std::string(EGW_GATEWAY_BIN) + " task submit " + file.string() + " -s " + sock);
+    ASSERT_TRUE(a.tasks->wait_for(
+        [](const received_message& m) { return m.topic == "devices/dev-a/tasks/t9"; }, 10s));
+    run_cli(std::string(EGW_GATEWAY_BIN) + " task cancel t9 -s " + sock);
+    ASSERT_TRUE(wait_cloud_state("t9", "canceled", 10s));
 
     // The registry records reach the cloud.
     ASSERT_TRUE(cloud_sub_->wait_for(
