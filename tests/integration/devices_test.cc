@@ -10,6 +10,7 @@
 
 #include "gateway/control.h"
 #include "integration/gateway_test_fixture.h"
+#include "support/child_process.h"
 
 namespace egw::test {
 namespace {
@@ -251,6 +252,42 @@ TEST_F(devices_test, cancel_and_kill9_with_a_task_in_flight_is_reconciled_after_
     ASSERT_TRUE(wait_devices_online(1));
     a.report("k1", 1, "succeeded", {{"ok", true}});
     ASSERT_TRUE(wait_cloud_state("k1", "succeeded", 15s));
+}
+
+// Two egw-device-sim processes: the first accepts and dies without DISCONNECT (the broker
+// publishes its real will), the task moves to the second, which runs it; the result reaches
+// the cloud.
+TEST_F(devices_test, a_simulated_device_dying_mid_task_hands_the_task_to_the_other_one) {
+    start_brokers();
+    start_gateway();
+    connect_cloud_subscriber();
+    auto sim = [&](const std::string& id, std::vector<std::string> extra) {
+        std::vector<std::string> argv = {EGW_DEVICE_SIM_BIN, "--uri",  local_->uri(), "--id", id,
+                                         "--type",           "render", "--delay-ms",  "200"};
+        argv.insert(argv.end(), extra.begin(), extra.end());
+        return child_process::spawn(argv, tmp_.path() / (id + ".out"), tmp_.path() / (id + ".err"));
+    };
+    // Only the doomed device at first: it gets the task, accepts, and dies.
+    auto doomed = sim("sim-doomed", {"--vanish-after-accept"});
+    ASSERT_TRUE(wait_devices_online(1));
+    json submit = {{"task", "r1"}, {"type", "render"}, {"input", "frame-7"}};
+    ASSERT_EQ(control({{"cmd", "task_submit"}, {"payload", submit.dump()}}).value("ok", false),
+              true);
+    ASSERT_TRUE(doomed.wait_for_exit(10s).has_value());
+    ASSERT_TRUE(wait_devices_online(0));  // its will, from the broker
+    auto healthy = sim("sim-healthy", {});
+    ASSERT_TRUE(wait_cloud_state("r1", "succeeded", 20s));
+    json done;
+    bool doomed_accepted = false;
+    for (const auto& st : cloud_states("r1")) {
+        if (st.value("state", "") == "accepted" && st.value("device", "") == "sim-doomed")
+            doomed_accepted = true;
+        if (st.value("state", "") == "succeeded") done = st;
+    }
+    EXPECT_TRUE(doomed_accepted);
+    EXPECT_EQ(done.value("device", ""), "sim-healthy") << done.dump();
+    EXPECT_EQ(done.value("attempt", 0), 2) << done.dump();
+    EXPECT_EQ(done["result"].value("input", ""), "frame-7");
 }
 
 }  // namespace
