@@ -125,6 +125,29 @@ gateway::gateway(config cfg, std::string config_path)
         });
     apply_sinks_and_routes(cfg_);
     ingest_ = std::make_unique<ingest>(cfg_.local, cfg_.buffer.commit, *buf_, router_, cnt_, *mb_);
+    start_devices();
+}
+
+// Devices and tasks (docs/devices.md): states and registry records go to every mqtt sink
+// through the buffer, under the sink's topic template (gateways/{gw}/tasks/..., .../devices/...).
+void gateway::start_devices() {
+    devices::service::options o;
+    o.loop = &loop_;
+    o.local = cfg_.local;
+    o.db_path = cfg_.buffer.path;
+    o.buf = buf_.get();
+    o.cloud_bits = [this] {
+        uint64_t bits = 0;
+        for (auto& [id, s] : sinks_)
+            if (s->as_mqtt()) bits |= uint64_t{1} << s->bit();
+        return bits;
+    };
+    mailbox<event>* mb = mb_.get();
+    o.on_stored = [mb](uint64_t seq, const storage::incoming& row) {
+        mb->post(storage::stored_row{seq, row.ts_ms, row.sinks, std::string(row.topic),
+                                     std::string(row.payload)});
+    };
+    devices_ = std::make_unique<devices::service>(std::move(o));
 }
 
 gateway::~gateway() {
@@ -135,6 +158,7 @@ gateway::~gateway() {
     retired_.clear();
     mb_.reset();
     uv_run(&loop_, UV_RUN_DEFAULT);  // lets close callbacks free their handles
+    devices_.reset();                // after its last store write came back
     stage_.reset();
     uv_loop_close(&loop_);
 }
@@ -244,6 +268,7 @@ int gateway::run() {
     last_status_ = clock::time_point{};
     start_control_socket();
     start_metrics();
+    devices_->start();
 
     uv_timer_init(&loop_, &tick_);
     tick_.data = this;
@@ -491,6 +516,7 @@ void gateway::shutdown() {
     lg->info("stopping");
     // Order: stop taking messages (a blocked append gives up), let the cloud know, then make
     // every acknowledgement durable so a restart resends as little as possible.
+    if (devices_) devices_->stop();
     ingest_->stop(stop_budget);
     if (ingest_->held() > 0 && !ingest_->store_held()) {
         lg->error("{} message(s) held for lack of space are lost at shutdown", ingest_->held());
@@ -598,13 +624,23 @@ nlohmann::json gateway::status_json() {
          {{"lag_max_s", lag.max},
           {"lag_mean_s", lag.count ? lag.sum / static_cast<double>(lag.count) : 0.0}}},
         {"sinks", sinks},
-        {"plugins", stage_->status()}};
+        {"plugins", stage_->status()},
+        {"devices", devices_ ? devices_->status() : nlohmann::json()}};
 }
 
 void gateway::start_control_socket() {
     control_ = std::make_unique<control_server>(&loop_);
     control_->on_sync("status", [this](const nlohmann::json&) { return status_json(); });
     register_plugin_commands(*control_, &loop_, *buf_, *stage_);
+    control_->on_sync("devices",
+                      [this](const nlohmann::json&) { return devices_->devices_json(); });
+    control_->on_sync("tasks", [this](const nlohmann::json& r) { return devices_->tasks_json(r); });
+    control_->on_sync("task_submit", [this](const nlohmann::json& r) {
+        return devices_->submit(r.value("payload", ""));
+    });
+    control_->on_sync("task_cancel", [this](const nlohmann::json& r) {
+        return devices_->cancel(r.value("id", ""));
+    });
     const std::string path = cfg_.data_dir + "/control.sock";
     if (int rc = control_->start(path); rc != 0) {
         log::get("gateway")->error("control socket {}: {}; `edge-gateway status` will not work",

@@ -17,6 +17,7 @@
 #include "gateway/config.h"
 #include "gateway/control.h"
 #include "gateway/counters.h"
+#include "gateway/devices/service.h"
 #include "gateway/events.h"
 #include "gateway/ingest.h"
 #include "gateway/mailbox.h"
@@ -62,6 +63,7 @@ private:
     void start_metrics();
     void pump_all();
     void configure_stage(const config& next);
+    void start_devices();
 
     config cfg_;
     std::string config_path_;
@@ -73,7 +75,9 @@ private:
     std::unique_ptr<ingest> ingest_;
     std::map<int, std::unique_ptr<sink>> sinks_;  // by id; ids are never reused
     std::vector<std::unique_ptr<sink>> retired_;  // replaced on reload; Paho may still call
-    std::unique_ptr<plugins::stage> stage_;  // runs routes' `via` chains (plugins/host/stage.h)
+    std::unique_ptr<plugins::stage> stage_;
+    std::unique_ptr<devices::service> devices_;  // registry and tasks (gateway/devices/)  // runs
+                                                 // routes' `via` chains (plugins/host/stage.h)
     int next_sink_id_ = 1;
 
     uv_timer_t tick_{};

@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "gateway/config.h"
+#include "gateway/devices/cli.h"
 #include "gateway/gateway.h"
 #include "gateway/log.h"
 #include "gateway/plugin_control.h"
@@ -56,6 +57,22 @@ int main(int argc, char** argv) {
     dead_cmd->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
     dead_cmd->add_flag("--json", as_json, "print the raw JSON");
 
+    // Devices and tasks (docs/devices.md), through the control socket.
+    auto* devices_cmd = app.add_subcommand("devices", "list the registered devices");
+    auto* tasks_cmd = app.add_subcommand("tasks", "list tasks, or show one with its attempts");
+    auto* task_cmd = app.add_subcommand("task", "submit a task (FILE) or cancel one (ID)");
+    std::string task_state, task_id, task_action, task_arg;
+    tasks_cmd->add_option("--state", task_state, "only tasks in this state");
+    tasks_cmd->add_option("id", task_id, "show this task with its attempts");
+    task_cmd->add_option("action", task_action, "submit or cancel")->required();
+    task_cmd->add_option("arg", task_arg, "submit: the task's JSON file; cancel: its id")
+        ->required();
+    for (auto* c : {devices_cmd, tasks_cmd, task_cmd}) {
+        c->add_option("-c,--config", config_path, "configuration file (to find data_dir)");
+        c->add_option("-s,--socket", socket_path, "control socket path (instead of --config)");
+        c->add_flag("--json", as_json, "print the raw JSON");
+    }
+
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -83,6 +100,21 @@ int main(int argc, char** argv) {
             print_problems(e, check_path);
             return 2;
         }
+    }
+
+    if (devices_cmd->parsed() || tasks_cmd->parsed() || task_cmd->parsed()) {
+        if (socket_path.empty()) {
+            try {
+                socket_path = egw::load_config(config_path).data_dir + "/control.sock";
+            } catch (const egw::config_error& e) {
+                print_problems(e, config_path);
+                return 2;
+            }
+        }
+        if (devices_cmd->parsed()) return egw::devices::devices_cli(socket_path, as_json);
+        if (tasks_cmd->parsed())
+            return egw::devices::tasks_cli(socket_path, task_state, task_id, as_json);
+        return egw::devices::task_cli(socket_path, task_action, task_arg, as_json);
     }
 
     if (dead_cmd->parsed()) {
