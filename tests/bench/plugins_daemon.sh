@@ -13,7 +13,7 @@
 #   BENCH_N=20000 tests/bench/plugins_daemon.sh
 #
 # Takes the daemon and the plugins from build/ (bash tests/run.sh builds them; override with
-# EGW_BUILD=dir), builds egw-loadgen alone into $EGW_BUILD/loadgen-only. Brokers and the gateway
+# EGW_BUILD=dir), compiles egw-loadgen alone into $EGW_BUILD/loadgen-only. Brokers and the gateway
 # run on free 127.0.0.1 ports in a temp dir; everything started here is stopped on exit.
 set -euo pipefail
 
@@ -36,11 +36,12 @@ die() { log "error: $*"; exit 1; }
 for p in egw_fx_noop egw_fx_slow window-stats; do
     [[ -f $PLUGINS/$p.so ]] || die "no $PLUGINS/$p.so (cmake --build $BUILD --target $p)"
 done
-cmake -S "$ROOT/tests/bench" -B "$BUILD/loadgen-only" -DCMAKE_BUILD_TYPE=Release \
-    >"$BUILD/plugins-bench-loadgen.log" 2>&1 &&
-    cmake --build "$BUILD/loadgen-only" -j2 --target egw-loadgen \
-        >>"$BUILD/plugins-bench-loadgen.log" 2>&1 ||
-    die "load generator build failed, see $BUILD/plugins-bench-loadgen.log"
+# The load generator needs nothing but threads: compiled directly (tests/bench/CMakeLists.txt
+# configured on its own currently stops at a nesting error further down).
+mkdir -p "$BUILD/loadgen-only"
+[[ $BUILD/loadgen-only/egw-loadgen -nt $ROOT/tests/bench/loadgen.cc ]] ||
+    ${CXX:-g++} -O2 -std=c++20 -o "$BUILD/loadgen-only/egw-loadgen" "$ROOT/tests/bench/loadgen.cc" \
+        -pthread || die "load generator build failed"
 LOADGEN=$BUILD/loadgen-only/egw-loadgen
 command -v mosquitto >/dev/null || PATH=$PATH:/usr/sbin
 command -v mosquitto >/dev/null || die "mosquitto not installed"
