@@ -209,6 +209,7 @@ config build(const json& doc, std::vector<config_problem>& problems) {
         read_route_plugins(routes[i], path, c, r, problems);
         c.routes.push_back(std::move(r));
     }
+    add_priority_siblings(c);
 
     c.buffer.path = c.data_dir + "/buffer.db";
     if (doc.contains("buffer")) {

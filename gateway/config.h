@@ -97,6 +97,9 @@ struct sink_config {
     // every other type: its own settings, e.g. sinks::batch_options (nullptr for mqtt)
     std::shared_ptr<const sink_options> options;
     nlohmann::json raw;  // as written, to tell on reload whether the sink changed
+    // "NAME!high", made by add_priority_siblings for high-priority rows: no last will and no
+    // retained status (NAME publishes those), client_id NAME's + "-high".
+    bool priority_sibling = false;
 
     bool operator==(const sink_config& o) const { return raw == o.raw; }
 };
@@ -151,6 +154,9 @@ void read_route_plugins(const nlohmann::json& r, const std::string& path, const 
 // Loads every configured plugin and creates each instance once, as --check-config does:
 // problems at plugins.instances.NAME.plugin (cannot resolve or load, wrong ABI major) and
 // plugins.instances.NAME.config (the plugin rejected it). Missing dirs go to `warnings`.
+// For every mqtt sink a `priority: "high"` route sends to (`to` or `outputs`), adds its sibling
+// "NAME!high" (docs/plugins.md, "Priority"). Batch sinks get none: they ignore priority.
+void add_priority_siblings(config& c);
 std::vector<config_problem> check_plugins(const config& c, std::vector<std::string>& warnings);
 
 }  // namespace egw

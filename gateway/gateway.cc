@@ -10,6 +10,7 @@
 
 #include "gateway/log.h"
 #include "gateway/plugin_control.h"
+#include "gateway/sinks/priority.h"
 #include "gateway/version.h"
 #include "plugins/host/runtimes.h"
 
@@ -183,6 +184,7 @@ void gateway::configure_stage(const config& next) {
         for (const std::string& n : names) mask |= uint64_t{1} << buf_->sink_bit(n);
         return mask;
     };
+    const auto high_bits = priority_bits(next.sinks, *buf_);
     std::vector<plugins::stage_route> routes;
     for (size_t i = 0; i < next.routes.size(); ++i) {
         const route& r = next.routes[i];
@@ -193,6 +195,8 @@ void gateway::configure_stage(const config& next) {
         sr.via = r.via;
         sr.sinks = bits_of(r.to);
         for (const route_output& o : r.outputs) sr.outputs.emplace_back(o.filter, bits_of(o.to));
+        sr.high = r.high_priority;
+        sr.high_bits = high_bits;
         routes.push_back(std::move(sr));
     }
     stage_->configure(defs, routes);
@@ -236,9 +240,11 @@ void gateway::apply_sinks_and_routes(const config& next) {
     if (stage_->active()) in_use |= stage_mask;
     buf_->set_sinks_in_use(in_use);  // before the table that uses new sinks, see buffer.h
     auto table = std::make_shared<route_table>();
+    const auto high_bits = priority_bits(next.sinks, *buf_);
     for (const route& r : next.routes) {
         uint64_t mask = 0;
         for (const std::string& to : r.to) mask |= uint64_t{1} << bits.at(to);
+        if (r.high_priority) mask = to_high(mask, high_bits);  // docs/plugins.md, "Priority"
         // A via route's rows go to the stage, which stores their outputs for `to`.
         table->add(r.from, r.via.empty() ? mask : stage_mask);
     }
@@ -310,6 +316,7 @@ void gateway::pump_all() {
     for (auto& [id, s] : sinks_) connected = connected || s->wants_live();
     ingest_->set_live_wanted(connected || stage_->active());
     stage_->pump();
+    apply_priority_holds(sinks_, *buf_);
     bool inflight = false;
     for (auto& [id, s] : sinks_) {
         s->pump();

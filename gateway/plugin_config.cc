@@ -64,6 +64,26 @@ void read_route_plugins(const nlohmann::json& r, const std::string& path, const 
     }
 }
 
+void add_priority_siblings(config& c) {
+    std::vector<std::string> names;
+    for (const route& r : c.routes) {
+        if (!r.high_priority) continue;
+        names.insert(names.end(), r.to.begin(), r.to.end());
+        for (const route_output& o : r.outputs) names.insert(names.end(), o.to.begin(), o.to.end());
+    }
+    for (const std::string& name : names) {
+        auto it = c.sinks.find(name);
+        if (it == c.sinks.end() || it->second.type != "mqtt" || it->second.priority_sibling)
+            continue;
+        sink_config sib = it->second;
+        sib.name = name + "!high";
+        sib.client_id += "-high";
+        sib.priority_sibling = true;
+        sib.raw["priority_sibling"] = true;
+        c.sinks.emplace(sib.name, std::move(sib));
+    }
+}
+
 std::vector<config_problem> check_plugins(const config& c, std::vector<std::string>& warnings) {
     std::vector<config_problem> problems;
     for (size_t i = 0; i < c.plugins.dirs.size(); ++i) {

@@ -279,7 +279,8 @@ void mqtt_sink::connect() {
     will.message = offline.c_str();
     will.qos = 1;
     will.retained = 1;
-    opts.will = &will;
+    // The sibling of a priority sink leaves the gateway's status to its main sink.
+    if (!cfg_.priority_sibling) opts.will = &will;
     if (!cfg_.username.empty()) opts.username = cfg_.username.c_str();
     if (!cfg_.password.empty()) opts.password = cfg_.password.c_str();
     MQTTAsync_SSLOptions ssl = MQTTAsync_SSLOptions_initializer;
@@ -367,6 +368,7 @@ void mqtt_sink::handle(sink_event& e) {
         case sink_event::connected:
             if (stopping_ || machine_.connected()) return;
             machine_.on_connected(static_cast<size_t>(e.seq));
+            connected_at_ = std::chrono::steady_clock::now();
             last_error_.clear();
             lg->info("{}: connected to {} (window {})", cfg_.name, cfg_.uri, machine_.window());
             if (!last_status_.empty()) publish_status(last_status_);
@@ -439,6 +441,7 @@ void mqtt_sink::pump() {
             }
             machine_.on_read(std::move(read_scratch_), r.vouched, r.complete);
         }
+        if (held_) return;  // the "!high" sibling goes first (docs/plugins.md, "Priority")
         const storage::stored_row* row = machine_.next();
         if (!row) return;
         if (const int rc = publish(*row); rc != MQTTASYNC_SUCCESS) {
@@ -510,6 +513,7 @@ int mqtt_sink::publish(const storage::stored_row& row) {
 }
 
 void mqtt_sink::publish_status(const std::string& json) {
+    if (cfg_.priority_sibling) return;
     last_status_ = json;
     if (!machine_.connected()) return;
     // QoS 0 and no callbacks: status is best effort, repeated every period, and must not take
@@ -528,9 +532,10 @@ void mqtt_sink::stop(const std::string& offline_status, std::chrono::millisecond
     }
     // The disconnect is queued behind this publish and waits up to its timeout for it to be
     // acknowledged (MQTTAsync_waitForCompletion would poll in steps of 100 ms).
-    const int rc =
-        MQTTAsync_send(link_->cli, status_topic_.c_str(), static_cast<int>(offline_status.size()),
-                       offline_status.data(), 1, 1, nullptr);
+    const int rc = cfg_.priority_sibling ? MQTTASYNC_SUCCESS
+                                         : MQTTAsync_send(link_->cli, status_topic_.c_str(),
+                                                          static_cast<int>(offline_status.size()),
+                                                          offline_status.data(), 1, 1, nullptr);
     if (rc != MQTTASYNC_SUCCESS) {
         log::get("sink")->warn("{}: publishing the offline status: {}", cfg_.name, paho_error(rc));
     }

@@ -63,6 +63,11 @@ public:
     uint64_t acked_through() const override { return machine_.acked_through(); }
     void ack_commit_done(uint64_t through) override { machine_.ack_commit_done(through); }
     mqtt_sink* as_mqtt() override { return this; }
+    void set_held(bool held) override { held_ = held; }
+    std::chrono::steady_clock::duration connected_for() const override {
+        if (!machine_.connected()) return {};
+        return std::chrono::steady_clock::now() - connected_at_;
+    }
 
     sink_machine& machine() { return machine_; }
 
@@ -122,6 +127,8 @@ private:
     topic_template topic_;
     std::unique_ptr<link> link_;
     uint64_t generation_ = 0;
+    bool held_ = false;  // set_held: no new publishes
+    std::chrono::steady_clock::time_point connected_at_{};
     sink_machine machine_;
     std::vector<storage::stored_row> read_scratch_;
     std::string last_error_;

@@ -66,6 +66,12 @@ public:
     virtual uint64_t acked_through() const = 0;
     virtual void ack_commit_done(uint64_t through) = 0;
 
+    // Priority (docs/plugins.md): the gateway holds a sink's new sends while its "NAME!high"
+    // sibling has rows to send (reads and acks go on). Only the MQTT sink has siblings.
+    virtual void set_held(bool /*held*/) {}
+    // How long the sink has been connected; zero while it is not.
+    virtual std::chrono::steady_clock::duration connected_for() const { return {}; }
+
     // The MQTT sink behind this interface, for features that ride on its connection (downlink,
     // device registry); nullptr for every other type.
     virtual mqtt_sink* as_mqtt() { return nullptr; }

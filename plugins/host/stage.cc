@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "edge-gateway/plugin.h"
 #include "gateway/log.h"
 #include "gateway/topic.h"
 #include "plugins/host/runtimes.h"
@@ -247,11 +248,22 @@ void stage::start_batch(std::vector<storage::stored_row> rows, std::vector<slot*
         });
 }
 
-uint64_t stage::sinks_for(const stage_route& r, const std::string& topic) const {
+uint64_t stage::sinks_for(const stage_route& r, const std::string& topic, int priority) const {
+    uint64_t mask = r.sinks;
     for (const auto& [filter, sinks] : r.outputs) {
-        if (topic_matches(filter, topic)) return sinks;
+        if (topic_matches(filter, topic)) {
+            mask = sinks;
+            break;
+        }
     }
-    return r.sinks;
+    // A high-priority output goes to each sink's "!high" sibling, where it has one.
+    const bool high = priority == EGW_PRIORITY_HIGH || (priority == EGW_PRIORITY_ROUTE && r.high);
+    if (!high) return mask;
+    for (const auto& [bit, sibling] : r.high_bits) {
+        if (mask & (uint64_t{1} << bit))
+            mask = (mask & ~(uint64_t{1} << bit)) | uint64_t{1} << sibling;
+    }
+    return mask;
 }
 
 void stage::record(slot& s, std::chrono::nanoseconds took, uint64_t outs) {
@@ -359,7 +371,7 @@ void stage::process(batch& b) {
             msgs[0].payload = row.payload;
             if (!run_chain(b, r, 0, msgs, row, row.ts_ms)) continue;
             for (output& o : msgs) {
-                const uint64_t sinks = sinks_for(r, o.topic);
+                const uint64_t sinks = sinks_for(r, o.topic, o.priority);
                 b.commit.outputs.push_back(
                     {std::move(o.topic), std::move(o.payload), sinks, row.ts_ms});
             }
@@ -380,7 +392,7 @@ void stage::process(batch& b) {
         msgs[0].payload = row.payload;
         if (!run_chain(b, *r, 0, msgs, row, row.ts_ms)) continue;  // dead again, new letter
         for (output& o : msgs) {
-            const uint64_t sinks = sinks_for(*r, o.topic);
+            const uint64_t sinks = sinks_for(*r, o.topic, o.priority);
             b.commit.outputs.push_back(
                 {std::move(o.topic), std::move(o.payload), sinks, row.ts_ms});
         }
@@ -418,7 +430,7 @@ void stage::process(batch& b) {
             if (!run_chain(b, r, static_cast<size_t>(pos - r.via.begin()) + 1, msgs, none, now))
                 continue;
             for (output& o : msgs) {
-                const uint64_t sinks = sinks_for(r, o.topic);
+                const uint64_t sinks = sinks_for(r, o.topic, o.priority);
                 b.commit.outputs.push_back({std::move(o.topic), std::move(o.payload), sinks, now});
             }
         }

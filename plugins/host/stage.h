@@ -58,6 +58,10 @@ struct stage_route {
     std::vector<std::string> via;
     uint64_t sinks = 0;                                     // the route's `to`, as buffer bits
     std::vector<std::pair<std::string, uint64_t>> outputs;  // routes[].outputs: filter -> sinks
+    bool high = false;  // priority "high": outputs with EGW_PRIORITY_ROUTE count as high
+    // Sink bit -> the bit of its "NAME!high" sibling (docs/plugins.md, "Priority"): where high
+    // outputs go instead.
+    std::vector<std::pair<int, int>> high_bits;
 };
 
 // FNV-1a 64 of the config as compact JSON: stable across builds (std::hash is not).
@@ -119,7 +123,7 @@ private:
     // an instance failed.
     bool run_chain(batch& b, const stage_route& r, size_t from, std::vector<output>& msgs,
                    const storage::stored_row& input, int64_t ts);
-    uint64_t sinks_for(const stage_route& r, const std::string& topic) const;
+    uint64_t sinks_for(const stage_route& r, const std::string& topic, int priority) const;
     void finish(batch& b);
     void apply_pending_config();
     void record(slot& s, std::chrono::nanoseconds took, uint64_t outs);
