@@ -28,6 +28,10 @@ void batch_store::open() {
     erase_ = statement(db, "DELETE FROM batches WHERE bit = ?1 AND first_seq = ?2");
     forget_done_ =
         statement(db, "DELETE FROM batches WHERE bit = ?1 AND uploaded = 1 AND last_seq <= ?2");
+    dead_ = statement(db,
+                      "INSERT INTO dead_letters (ts, route, instance, kind, reason, seq, msg_ts, "
+                      "topic, payload) SELECT ?1, -1, ?2, 'rejected', ?3, seq, ts, topic, payload "
+                      "FROM messages WHERE seq = ?4");
     list_ = statement(db,
                       "SELECT first_seq, last_seq, uploaded FROM batches WHERE bit = ?1 "
                       "ORDER BY first_seq");
@@ -97,6 +101,21 @@ void batch_store::mark_uploaded(uint64_t first) {
     mark_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     mark_.step();
     mark_.reset();
+}
+
+bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::string& reason,
+                              int64_t now_ms) {
+    open();
+    transaction t(db_);
+    dead_.bind(1, now_ms).bind(2, sink).bind(3, reason).bind(4, static_cast<int64_t>(seq));
+    dead_.step();
+    dead_.reset();
+    const bool copied = sqlite3_changes(db_.get()) > 0;
+    mark_.bind(1, bit_).bind(2, static_cast<int64_t>(seq));
+    mark_.step();
+    mark_.reset();
+    t.commit();
+    return copied;
 }
 
 void batch_store::split(uint64_t first, range a, range b) {

@@ -40,6 +40,12 @@ public:
     // acknowledged for good (last_seq <= acked_through).
     void record(uint64_t first, uint64_t last, uint64_t acked_through);
     void mark_uploaded(uint64_t first);
+    // A single row the sink refused on its own: copies row `seq` into dead_letters (instance:
+    // the sink's name, kind "rejected", route -1) and marks its record uploaded, in one
+    // transaction, so the row is neither lost nor sent again. Returns false when the row is no
+    // longer in the buffer (then only the mark happens).
+    bool dead_letter(uint64_t seq, const std::string& sink, const std::string& reason,
+                     int64_t now_ms);
     // Replaces the record starting at `first` by [a_first, a_last] and [b_first, b_last].
     void split(uint64_t first, range a, range b);
     void forget(uint64_t first);
@@ -51,7 +57,7 @@ private:
     int bit_;
     sync_mode sync_;
     connection db_;
-    statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_;
+    statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_, dead_;
 };
 
 }  // namespace egw::storage

@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <chrono>
+
 #include "gateway/log.h"
 
 namespace egw {
@@ -250,21 +252,28 @@ void batch_sink::execute(batch_machine::action a) {
             return;
         }
         case action::drop: {
-            // No dead-letter table on this branch yet: the row is counted and let go.
+            // The row goes to the dead letters (edge-gateway dead-letters lists it) in the
+            // same transaction that marks its record done: never lost, never sent again.
             auto ok = std::make_shared<bool>(false);
+            auto kept = std::make_shared<bool>(false);
+            const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       std::chrono::system_clock::now().time_since_epoch())
+                                       .count();
             run_job(
-                [store, a, ok] {
+                [store, a, ok, kept, name = cfg_.name, reason = last_error_, now_ms] {
                     try {
-                        store->mark_uploaded(a.range.first);
+                        *kept = store->dead_letter(a.range.first, name, reason, now_ms);
                         *ok = true;
                     } catch (const std::exception&) {
                     }
                 },
-                [this, ok, a] {
+                [this, ok, kept, a] {
                     if (drop_log_.allow()) {
                         log::get("sink")->error(
-                            "{}: row seq {} refused on its own ({}); dropped ({} so far)",
-                            cfg_.name, a.range.first, last_error_, drop_log_.count());
+                            "{}: row seq {} refused on its own ({}); {} ({} so far)", cfg_.name,
+                            a.range.first, last_error_,
+                            *kept ? "moved to the dead letters" : "dropped (no longer buffered)",
+                            drop_log_.count());
                     }
                     upload_.reset();
                     machine_.on_dropped(*ok, clock::now());

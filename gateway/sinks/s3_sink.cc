@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/sinks/s3_sink.h"
 
-#include <openssl/sha.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 
 #include "gateway/log.h"
+#include "gateway/sinks/s3_request.h"
 
 namespace egw {
 namespace {
@@ -61,18 +61,6 @@ s3_sink::credentials env_credentials() {
             "no credentials: set credentials_file or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
     }
     return c;
-}
-
-std::string sha256_hex(const std::string& data) {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char b : digest) {
-        out += hex[b >> 4];
-        out += hex[b & 15];
-    }
-    return out;
 }
 
 }  // namespace
@@ -166,29 +154,20 @@ void s3_sink::start_upload(const upload& u) {
     header_list_ = nullptr;
     // On the loop: SHA-256 runs at about 1 GB/s, so an 8 MiB batch costs a few ms.
     // TODO(s3): move the hash into the encode job with the compression.
-    const std::string hash = "x-amz-content-sha256: " + sha256_hex(*u.body);
-    header_list_ = curl_slist_append(header_list_, hash.c_str());
-    header_list_ = curl_slist_append(header_list_, static_cast<const batch_options&>(opts_).gzip
-                                                       ? "Content-Type: application/gzip"
-                                                       : "Content-Type: application/x-ndjson");
-    if (!creds_->session_token.empty()) {
-        const std::string t = "x-amz-security-token: " + creds_->session_token;
-        header_list_ = curl_slist_append(header_list_, t.c_str());
-    }
     body_ = u.body;
     errbuf_[0] = '\0';
     got_etag_ = false;
-    const std::string url = object_url(u.key);
-    const std::string sigv4 = "aws:amz:" + opts_.region + ":s3";
-    std::fill(userpwd_.begin(), userpwd_.end(), '\0');
-    userpwd_ = creds_->access_key + ":" + creds_->secret_key;
-    curl_easy_setopt(easy_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy_, CURLOPT_CUSTOMREQUEST, "PUT");
-    curl_easy_setopt(easy_, CURLOPT_POSTFIELDS, body_->data());
-    curl_easy_setopt(easy_, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body_->size()));
-    curl_easy_setopt(easy_, CURLOPT_HTTPHEADER, header_list_);
-    curl_easy_setopt(easy_, CURLOPT_AWS_SIGV4, sigv4.c_str());
-    curl_easy_setopt(easy_, CURLOPT_USERPWD, userpwd_.c_str());
+    s3::request r;
+    r.url = object_url(u.key);
+    r.region = opts_.region;
+    r.body = body_.get();
+    r.access_key = creds_->access_key;
+    r.secret_key = creds_->secret_key;
+    r.session_token = creds_->session_token;
+    r.headers.push_back(static_cast<const batch_options&>(opts_).gzip
+                            ? "Content-Type: application/gzip"
+                            : "Content-Type: application/x-ndjson");
+    header_list_ = s3::prepare(easy_, r, userpwd_);
     curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, opts_.timeout_ms);
     curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, std::min(opts_.timeout_ms, 10000L));
     curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);

@@ -212,7 +212,7 @@ TEST_F(http_sink_test, A403IsAnErrorUntilTheCredentialsAreFixedAndReloaded) {
     EXPECT_EQ(gw.full_log().find("Bearer"), std::string::npos);
 }
 
-TEST_F(http_sink_test, ARowRejectedAloneIsDroppedAndCountedTheRestArrive) {
+TEST_F(http_sink_test, ARowRejectedAloneGoesToTheDeadLettersTheRestArrive) {
     start_server();
     start_brokers();
     auto& gw = start_gateway(http_config({{"compression", "none"}}));
@@ -227,6 +227,17 @@ TEST_F(http_sink_test, ARowRejectedAloneIsDroppedAndCountedTheRestArrive) {
     expect_each_once("h5", 300, 1);
     EXPECT_EQ(stored_payloads().count(numbered_payload("h5", 36)), 0u);
     EXPECT_NE(slurp(server_dir() / "requests.log").find(" 200 identity"), std::string::npos);
+    // Not lost: the refused row waits in the dead letters, named by the sink.
+    const std::string sock = (tmp_ / "data" / "control.sock").string();
+    auto listed = run_gateway_cli({"dead-letters", "list", "--json", "-s", sock}, tmp_.path());
+    ASSERT_EQ(listed.exit_code, 0) << listed.err;
+    const json list = json::parse(listed.out);
+    ASSERT_EQ(list["count"], 1) << listed.out;
+    EXPECT_EQ(list["dead_letters"][0]["seq"], 37);
+    EXPECT_EQ(list["dead_letters"][0]["instance"], "api");
+    EXPECT_EQ(list["dead_letters"][0]["kind"], "rejected");
+    EXPECT_EQ(list["dead_letters"][0]["payload"], numbered_payload("h5", 36));
+    EXPECT_NE(gw.full_log().find("moved to the dead letters"), std::string::npos);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The S3 stand-in for the tests: s3rver (@20minutes/s3rver 4.0.4, checks SigV4; access key and
 // secret S3RVER) behind a front that refuses unsigned requests, which s3rver alone would accept
-// as anonymous. Run with node --openssl-legacy-provider (s3rver's list tokens use DES).
+// as anonymous, and header-signed requests without x-amz-content-sha256, as AWS S3 does.
+// Run with node --openssl-legacy-provider (s3rver's list tokens use DES).
 //
 //   node --openssl-legacy-provider server.js DIR BUCKET [PORT]
 //
@@ -30,6 +31,14 @@ const s3 = new S3rver({
     if (!signed) {
       res.writeHead(403, { 'Content-Type': 'application/xml' });
       res.end('<Error><Code>AccessDenied</Code><Message>unsigned request</Message></Error>');
+      return;
+    }
+    // Like AWS S3: a header-signed request must carry x-amz-content-sha256 (libcurl 7.88 does
+    // not add it by itself; s3rver alone would not notice).
+    if ('authorization' in req.headers && !('x-amz-content-sha256' in req.headers)) {
+      res.writeHead(400, { 'Content-Type': 'application/xml' });
+      res.end('<Error><Code>InvalidRequest</Code><Message>Missing required header for this ' +
+        'request: x-amz-content-sha256</Message></Error>');
       return;
     }
     handler(req, res);
