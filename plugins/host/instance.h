@@ -56,7 +56,7 @@ const char* to_string(failure_kind k);
 
 struct call_result {
     failure_kind failure = failure_kind::none;
-    std::string reason;        // empty when ok
+    std::string reason;  // empty when ok
     std::vector<output> outputs;
     // The timer the instance asked for during the call: -1 unchanged, 0 cancel, else epoch ms.
     int64_t timer_ms = -1;
@@ -65,9 +65,9 @@ struct call_result {
 
 // Limits the host imposes on every call.
 struct call_limits {
-    uint64_t max_output_bytes = 1 << 20;  // per output payload (local.max_payload_bytes)
-    uint32_t time_budget_ms = 1000;       // Lua and isolation enforce it
-    uint64_t memory_cap_bytes = 64 << 20; // Lua
+    uint64_t max_output_bytes = 1 << 20;   // per output payload (local.max_payload_bytes)
+    uint32_t time_budget_ms = 1000;        // Lua and isolation enforce it
+    uint64_t memory_cap_bytes = 64 << 20;  // Lua
 };
 
 class instance {
@@ -103,9 +103,9 @@ public:
 // functions throw std::runtime_error with a clear message when the file cannot be loaded or the
 // plugin rejects its config (the message is the plugin's own reason).
 struct instance_spec {
-    std::string name;         // the instance name in plugins.instances
-    std::string path;         // resolved .so or .lua file
-    nlohmann::json config;    // the instance's "config"
+    std::string name;       // the instance name in plugins.instances
+    std::string path;       // resolved .so or .lua file
+    nlohmann::json config;  // the instance's "config"
     call_limits limits;
 };
 

@@ -119,7 +119,7 @@ typedef struct egw_output {
     size_t payload_len;
     const char* content_type; /* e.g. "application/json"; may be NULL */
     size_t content_type_len;
-    int32_t priority; /* EGW_PRIORITY_* */
+    int32_t priority;               /* EGW_PRIORITY_* */
     const egw_property* properties; /* MQTT 5 user properties for this output; may be NULL */
     size_t property_count;
 } egw_output;
@@ -144,12 +144,12 @@ typedef struct egw_host {
 
 /* The descriptor egw_plugin_entry() returns. Static storage; the host never writes to it. */
 typedef struct egw_plugin {
-    uint32_t abi_major;   /* EGW_ABI_MAJOR */
-    uint32_t abi_minor;   /* EGW_ABI_MINOR */
-    uint32_t struct_size; /* sizeof(egw_plugin) */
-    uint32_t flags;       /* EGW_PLUGIN_* */
-    const char* name;     /* NUL-terminated, e.g. "window-stats" */
-    const char* version;  /* NUL-terminated, the plugin's own version */
+    uint32_t abi_major;      /* EGW_ABI_MAJOR */
+    uint32_t abi_minor;      /* EGW_ABI_MINOR */
+    uint32_t struct_size;    /* sizeof(egw_plugin) */
+    uint32_t flags;          /* EGW_PLUGIN_* */
+    const char* name;        /* NUL-terminated, e.g. "window-stats" */
+    const char* version;     /* NUL-terminated, the plugin's own version */
     uint32_t max_concurrent; /* heavy plugins: calls of one instance at once; 0 means 1 */
 
     /* Creates an instance from its JSON config (config_json is NUL-terminated as well). On a
