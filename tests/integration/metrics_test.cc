@@ -166,7 +166,9 @@ TEST_F(metrics_test, OnlyGetMetricsAndBoundedRequests) {
     ::close(fd);
 
     fd = connect_raw();
-    const std::string junk = std::string("\x16\x03\x01\x00\xff garbage\r\n\r\n", 19);
+    // A TLS ClientHello-like start with an embedded NUL: sizeof counts every byte of it.
+    constexpr char raw[] = "\x16\x03\x01\x00\xff garbage\r\n\r\n";
+    const std::string junk(raw, sizeof(raw) - 1);
     ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
     EXPECT_NE(read_all(fd).find("HTTP/1.1 400"), std::string::npos);
     ::close(fd);
