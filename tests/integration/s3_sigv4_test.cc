@@ -79,7 +79,10 @@ protected:
         std::string userpwd;
         curl_slist* headers = s3::prepare(easy, r, userpwd);
         if (tamper) {
-            headers = tamper(easy, headers);
+            // A tamper may build a new list instead of appending to the sink's one.
+            curl_slist* tampered = tamper(easy, headers);
+            if (tampered != headers) curl_slist_free_all(headers);
+            headers = tampered;
             curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
         }
         reply out;
