@@ -11,7 +11,8 @@
 # first. A finding stops the run with libFuzzer's report and the input in build-fuzz/findings/.
 # plugin_fuzz runs once per plugin: EGW_FUZZ_PLUGIN (with EGW_FUZZ_PLUGIN_CONFIG) if set, else
 # every plugin .so the build made, with tests/fuzz/plugin-configs/<name>.json as its config.
-# Environment: FUZZ_JOBS (parallel workers per target, default 1), FUZZ_NICE (default 19).
+# Environment: FUZZ_PARALLEL (targets run side by side, default: the number of cores), FUZZ_JOBS
+# (libFuzzer workers per target, default 1), FUZZ_NICE (default 19).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -23,11 +24,13 @@ targets=("$@")
 ((${#targets[@]})) || targets=(config_fuzz topic_fuzz ingest_fuzz plugin_fuzz)
 nice_level=${FUZZ_NICE:-19}
 jobs=${FUZZ_JOBS:-1}
+parallel=${FUZZ_PARALLEL:-$(nproc)}
 
 launcher=()
 command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S "$root" -B "$build" -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-    -DEGW_FUZZ=ON -DEGW_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" >/dev/null
+    -DEGW_FUZZ=ON -DEGW_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" \
+    "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" >/dev/null
 nice -n "$nice_level" cmake --build "$build" -j"$(nproc)" --target egw_fuzz_all >/dev/null
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
@@ -47,7 +50,7 @@ run_target() {
     if [[ -d "$here/regressions/$name" ]] && compgen -G "$here/regressions/$name/*" >/dev/null; then
         echo "== $name: regressions" >&2
         "$bin" "${dict[@]}" "$@" "$here/regressions/$name"/* >"$build/findings/$corpus.regressions.log" 2>&1 ||
-            { tail -40 "$build/findings/$corpus.regressions.log"; status=1; return; }
+            { tail -40 "$build/findings/$corpus.regressions.log"; return 1; }
     fi
     echo "== $name ($corpus): ${seconds}s" >&2
     local log=$build/findings/$corpus.log
@@ -66,17 +69,29 @@ run_target() {
     else
         echo "FINDING in $name ($corpus): see $log" >&2
         grep -A30 -E "ERROR: |runtime error|deadly signal" "$log" | head -40 >&2 || tail -40 "$log" >&2
-        status=1
+        return 1
     fi
+}
+
+# Up to $parallel targets run at once (each its own process, corpus and log); a failed one
+# makes the run fail once all have finished.
+running=0
+spawn() {
+    if ((running >= parallel)); then
+        wait -n || status=1
+        running=$((running - 1))
+    fi
+    "$@" </dev/null &
+    running=$((running + 1))
 }
 
 for t in "${targets[@]}"; do
     if [[ "$t" != plugin_fuzz ]]; then
-        run_target "$t" "$t"
+        spawn run_target "$t" "$t"
         continue
     fi
     if [[ -n "${EGW_FUZZ_PLUGIN:-}" ]]; then
-        run_target plugin_fuzz "plugin_fuzz-$(basename "$EGW_FUZZ_PLUGIN" .so)"
+        spawn run_target plugin_fuzz "plugin_fuzz-$(basename "$EGW_FUZZ_PLUGIN" .so)"
         continue
     fi
     found=0
@@ -84,9 +99,13 @@ for t in "${targets[@]}"; do
         name=$(basename "$so" .so)
         cfg="$here/plugin-configs/$name.json"
         EGW_FUZZ_PLUGIN=$so EGW_FUZZ_PLUGIN_CONFIG=$(cat "$cfg" 2>/dev/null || echo '{}') \
-            run_target plugin_fuzz "plugin_fuzz-$name"
+            spawn run_target plugin_fuzz "plugin_fuzz-$name"
         found=1
     done < <(find "$build/plugins" "$build/tests/fuzz" -name '*.so' 2>/dev/null | sort)
     ((found)) || echo "== plugin_fuzz: no plugin .so built" >&2
+done
+while ((running > 0)); do
+    wait -n || status=1
+    running=$((running - 1))
 done
 exit $status
