@@ -33,7 +33,8 @@ jobs=$(nproc)
 # takes about 30 % less time than with full debug info. ASan builds at -O1, as its docs advise.
 opt=-O2
 ((sanitize)) && opt=-O1
-cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGW_BUILD_TESTS=ON
+# Installs to /usr like the .deb, so that the package test can package this very tree.
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGW_BUILD_TESTS=ON -DCMAKE_INSTALL_PREFIX=/usr
     "-DCMAKE_C_FLAGS_RELWITHDEBINFO=$opt -g1 -DNDEBUG" "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=$opt -g1 -DNDEBUG")
 # A developer machine with ccache shares object files between worktrees; CI builds from
 # scratch (CI=true), so that what it tests is exactly what the sources say.

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The .deb in a fresh Debian 12 root: build it (Release, prefix /usr, cpack -G DEB) twice from
-# this tree (0.1.99 and the real version), debootstrap a minbase bookworm root, install the old
-# one with apt, check the layout, the user, the conffile, run --version and --check-config,
-# buffer rows with the old package's gateway, upgrade, check the rows survived and the new
-# binary reads them; then remove (data kept) and purge (data gone).
+# The .deb in a fresh Debian 12 root: package the build tree (cpack -G DEB) twice, as 0.1.99 and
+# as the real version, debootstrap a minbase bookworm root, install the old one with apt, check
+# the layout, the user, the conffile, run --version and --check-config, buffer rows with the old
+# package's gateway, upgrade, check the rows survived and the new binary reads them; then remove
+# (data kept) and purge (data gone).
 #
 #   sudo bash tests/package/package_test.sh [BUILD_DIR]     (ctest: package.deb; skipped
 #                                                            unless root with debootstrap)
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-build=${1:-$src/build}
+build=$(realpath "${1:-$src/build}")
 skip() {
     echo "SKIP: $*"
     exit 77
@@ -60,18 +60,26 @@ in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DE
 # --- Build both packages from this tree ---------------------------------------------------------
 version=$(sed -n 's/^project(edge-gateway VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")
 old_version=0.1.99
-launcher=()
-command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
-echo "== build $rel (Release, /usr)"
-cmake -S "$src" -B "$rel" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
-    -DEGW_BUILD_TESTS=OFF "${launcher[@]}" -DEGW_PACKAGE_VERSION=$old_version >/dev/null
-cmake --build "$rel" -j"$(nproc)" >/dev/null
-(cd "$rel" && rm -f ./*.deb && cpack -G DEB >/dev/null)
-mv "$rel/edge-gateway_${old_version}_amd64.deb" "$work/"
-cmake -S "$src" -B "$rel" -DEGW_PACKAGE_VERSION="$version" >/dev/null
-(cd "$rel" && cpack -G DEB >/dev/null)
+# The tree the tests were built in is packaged as it is when it installs to /usr (tests/run.sh
+# configures it so); any other tree gets a Release tree of its own under pkgtest/. cpack -R
+# stamps the old version on the same files, which is all an upgrade test needs of it.
+if grep -qx 'CMAKE_INSTALL_PREFIX:PATH=/usr' "$build/CMakeCache.txt" 2>/dev/null; then
+    pkgtree=$build
+    echo "== package $build as it is"
+else
+    pkgtree=$rel
+    launcher=()
+    command -v ccache >/dev/null && launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+    echo "== build $rel (Release, /usr)"
+    cmake -S "$src" -B "$rel" -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr \
+        -DEGW_BUILD_TESTS=OFF "${launcher[@]}" >/dev/null
+    cmake --build "$rel" -j"$(nproc)" >/dev/null
+fi
+for v in "$old_version" "$version"; do
+    cpack --config "$pkgtree/CPackConfig.cmake" -G DEB -R "$v" -B "$work/cpack-$v" >/dev/null
+    mv "$work/cpack-$v/edge-gateway_${v}_amd64.deb" "$work/"
+done
 new_deb=edge-gateway_${version}_amd64.deb
-cp "$rel/$new_deb" "$work/"
 echo "== built $new_deb and edge-gateway_${old_version}_amd64.deb"
 dpkg-deb -f "$work/$new_deb" Depends | sed 's/^/   Depends: /'
 
@@ -79,13 +87,13 @@ dpkg-deb -f "$work/$new_deb" Depends | sed 's/^/   Depends: /'
 if [[ ! -s "$tarball" ]]; then
     echo "== debootstrap --make-tarball (once, from deb.debian.org)"
     debootstrap --variant=minbase \
-        --include=libpaho-mqtt1.3,libpaho-mqttpp3-1,libuv1,libsqlite3-0,libspdlog1.10,libfmt9,libsystemd0,libssl3,systemd,sqlite3 \
+        --include=libpaho-mqtt1.3,libpaho-mqttpp3-1,libuv1,libsqlite3-0,libspdlog1.10,libfmt9,libsystemd0,libssl3,libcurl4,liblua5.4-0,libturbojpeg0,systemd,sqlite3 \
         --make-tarball="$tarball.tmp" bookworm "$work/mk" http://deb.debian.org/debian >/dev/null
     mv "$tarball.tmp" "$tarball"
 fi
 echo "== debootstrap --unpack-tarball"
 debootstrap --variant=minbase \
-    --include=libpaho-mqtt1.3,libpaho-mqttpp3-1,libuv1,libsqlite3-0,libspdlog1.10,libfmt9,libsystemd0,libssl3,systemd,sqlite3 \
+    --include=libpaho-mqtt1.3,libpaho-mqttpp3-1,libuv1,libsqlite3-0,libspdlog1.10,libfmt9,libsystemd0,libssl3,libcurl4,liblua5.4-0,libturbojpeg0,systemd,sqlite3 \
     --unpack-tarball="$tarball" bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 ||
     { tail -20 "$work/debootstrap.log"; exit 1; }
 mount --bind /dev "$root/dev"
