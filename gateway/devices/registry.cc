@@ -43,14 +43,25 @@ std::vector<std::string> registry::take_dirty() {
     return out;
 }
 
+uint64_t label_bit(const std::string& key, const std::string& value) {
+    // FNV-1a over key, a separator and value: "a=bc" and "ab=c" land on different bits.
+    uint64_t h = 14695981039346656037ull;
+    auto mix = [&h](unsigned char c) { h = (h ^ c) * 1099511628211ull; };
+    for (unsigned char c : key) mix(c);
+    mix(0);
+    for (unsigned char c : value) mix(c);
+    return uint64_t{1} << (h >> 58);
+}
+
 void registry::index(device& d) {
-    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0, 0, d.caps.accelerators.size()};
+    type_entry e{&d, d.caps.cores, d.caps.memory_mb, 0, nullptr, d.caps.accelerators.size()};
+    for (const auto& [k, v] : d.labels) e.label_bits |= label_bit(k, v);
     for (const auto& a : d.caps.accelerators) {
         auto [it, fresh] = accel_bits_.emplace(a, static_cast<int>(accel_bits_.size()));
         e.accel_bits |= uint64_t{1} << std::min(it->second, 63);
     }
     for (size_t i = 0; i < d.tasks.size(); ++i) {
-        e.cap = i;
+        e.cap = &d.tasks[i];
         by_type_[d.tasks[i].type].push_back(e);
     }
 }

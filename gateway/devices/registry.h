@@ -51,9 +51,14 @@ struct type_entry {
     int cores = 0;
     int64_t memory_mb = 0;
     uint64_t accel_bits = 0;  // registry::accel_bit of each accelerator
-    size_t cap = 0;           // index of the type in d->tasks
+    task_cap* cap = nullptr;  // the type in d->tasks (re-indexed whenever d->tasks changes)
     size_t n_accel = 0;       // accelerators listed
+    uint64_t label_bits = 0;  // label_bit of each key=value label: a filter that only says "no"
 };
+
+// One of 64 bits for a key=value label (a hash). A task whose labels' bits are not all in a
+// device's label_bits cannot match it; one whose bits are all there still needs the exact check.
+uint64_t label_bit(const std::string& key, const std::string& value);
 
 class registry {
 public:

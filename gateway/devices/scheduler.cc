@@ -75,6 +75,8 @@ verdict check(const device& d, const task_spec& spec, const std::set<std::string
 
 namespace {
 
+constexpr size_t prefetch_ahead = 8;
+
 // score() over facts the caller may have at hand already (pick() has them in its index).
 double score_with(const device& d, int cores, int64_t memory_mb, size_t n_accel, const task_cap* tc,
                   const task_spec& spec, double failures, const score_options& o) {
@@ -120,33 +122,50 @@ scheduler::choice scheduler::pick(registry& reg, const task& t, time_ms now) {
         c.why_not = verdict::accelerator;  // no device has ever listed one of them
         return c;
     }
+    uint64_t need_labels = 0;
+    for (const auto& [k, v] : t.spec.req.labels) need_labels |= label_bit(k, v);
     size_t& cursor = cursor_[t.spec.type];
     if (cursor >= n) cursor = 0;
     const int min_cores = t.spec.req.min_cores;
     const int64_t min_mem = t.spec.req.min_memory_mb;
+    // The packed prefilter: the verdicts check() would give from the index entry alone, without
+    // touching the device. The label bits only ever say a sure "no".
+    auto prefilter = [&](const type_entry& e) {
+        if (e.cores < min_cores) return verdict::cores;
+        if (e.memory_mb < min_mem) return verdict::memory;
+        if ((e.accel_bits & need_accel) != need_accel) return verdict::accelerator;
+        if ((e.label_bits & need_labels) != need_labels) return verdict::label;
+        return verdict::eligible;
+    };
     size_t best_pos = 0;
     size_t i = 0;
     for (; i < n && c.feasible < opts_.feasible_sample; ++i) {
         size_t k = cursor + i;
         const type_entry& e = candidates[k < n ? k : k - n];
+        // A device that passes the prefilter costs two cache misses (the device and its task
+        // entry): start loading those of one a few entries ahead, so that the misses overlap.
+        if (i + prefetch_ahead < n) {
+            size_t f = k + prefetch_ahead;
+            const type_entry& ahead = candidates[f < n ? f : f - n];
+            if (prefilter(ahead) == verdict::eligible) {
+                __builtin_prefetch(ahead.d);
+                __builtin_prefetch(ahead.cap);
+            }
+        }
         ++c.considered;
-        // The packed prefilter: the same verdicts check() would give, without touching *e.d.
-        if (e.cores < min_cores) {
-            ++why[static_cast<size_t>(verdict::cores)];
-            continue;
-        }
-        if (e.memory_mb < min_mem) {
-            ++why[static_cast<size_t>(verdict::memory)];
-            continue;
-        }
-        if ((e.accel_bits & need_accel) != need_accel) {
-            ++why[static_cast<size_t>(verdict::accelerator)];
+        if (verdict v = prefilter(e); v != verdict::eligible) {
+            // check() finds a version mismatch before a label one.
+            if (v == verdict::label && !t.spec.version.empty() &&
+                !version_satisfies(e.cap->version, t.spec.version)) {
+                v = verdict::version;
+            }
+            ++why[static_cast<size_t>(v)];
             continue;
         }
         device* d = e.d;
         // The rest of check(), in its order, reading the device once.
         verdict v = verdict::eligible;
-        const task_cap* tc = &d->tasks[e.cap];
+        const task_cap* tc = e.cap;
         if (!t.spec.version.empty() && !version_satisfies(tc->version, t.spec.version)) {
             v = verdict::version;
         } else if (!t.spec.req.labels.empty() && !labels_match(*d, t.spec)) {

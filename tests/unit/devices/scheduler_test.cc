@@ -131,5 +131,42 @@ TEST(devices_scheduler, a_large_fleet_is_sampled_and_every_device_gets_a_turn) {
     EXPECT_EQ(chosen.size(), 100u);
 }
 
+// pick() filters labels from its index first (a 64-bit summary of each device's key=value
+// pairs) and checks the survivors exactly: only devices whose labels match are ever chosen, a
+// near miss ("zone=a" vs "zone=ab", "zon=ea") included, and "why not" still says `label`.
+TEST(devices_scheduler, labels_pick_exactly_the_matching_devices_of_a_fleet) {
+    registry reg;
+    const std::vector<std::pair<std::string, std::string>> zones = {
+        {"zone", "a"}, {"zone", "ab"}, {"zon", "ea"}, {"rack", "a"}};
+    for (int i = 0; i < 400; ++i) {
+        const auto& [k, v] = zones[i % zones.size()];
+        json reg_msg = {{"boot", "1"},
+                        {"caps", {{"cores", 1 + i % 8}, {"memory_mb", 1024}}},
+                        {"tasks", {{{"type", "infer"}, {"max_concurrent", 1}}}},
+                        {"labels", {{k, v}, {"n", std::to_string(i)}}}};
+        ASSERT_TRUE(reg.on_register("d" + std::to_string(i), reg_msg.dump(), 0).ok);
+    }
+    scheduler_options o;
+    o.feasible_sample = 5;
+    scheduler sch(o);
+    task t;
+    t.spec = spec();
+    t.spec.req.labels["zone"] = "a";
+    for (int i = 0; i < 200; ++i) {
+        auto c = sch.pick(reg, t, 0);
+        ASSERT_TRUE(c.best);
+        EXPECT_EQ(c.best->labels.at("zone"), "a");
+        EXPECT_EQ(check(*c.best, t.spec, {}), verdict::eligible);
+    }
+    t.spec.req.labels["n"] = "5";  // d5 has zone=ab
+    auto c = sch.pick(reg, t, 0);
+    EXPECT_FALSE(c.best);
+    EXPECT_EQ(c.why_not, verdict::label);
+    t.spec.req.labels["n"] = "4";  // d4 has zone=a
+    c = sch.pick(reg, t, 0);
+    ASSERT_TRUE(c.best);
+    EXPECT_EQ(c.best->id, "d4");
+}
+
 }  // namespace
 }  // namespace egw::devices
