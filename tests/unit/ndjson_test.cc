@@ -14,7 +14,7 @@ using nlohmann::json;
 
 json line_of(const std::string& payload) {
     std::string out;
-    append_line(out, "gw-1", {42, 1700000000123, 1, "devices/a/t", payload});
+    append_line(out, "gw-1", {42, 1700000000123, 1, "devices/a/t", payload, {}});
     EXPECT_EQ(out.back(), '\n');
     EXPECT_EQ(out.find('\n'), out.size() - 1);
     return json::parse(out);
