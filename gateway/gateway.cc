@@ -119,11 +119,10 @@ gateway::gateway(config cfg, std::string config_path)
     mb_ = std::make_unique<mailbox<event>>(&loop_, [this](std::vector<event>& b) { on_events(b); });
     plugins::register_builtin_runtimes();
     mailbox<event>* mb = mb_.get();
-    stage_ = std::make_unique<plugins::stage>(
-        &loop_, *buf_, [mb](uint64_t seq, const storage::incoming& row) {
-            mb->post(storage::stored_row{seq, row.ts_ms, row.sinks, std::string(row.topic),
-                                         std::string(row.payload)});
-        });
+    stage_ = std::make_unique<plugins::stage>(&loop_, *buf_,
+                                              [mb](uint64_t seq, const storage::incoming& row) {
+                                                  mb->post(storage::to_stored_row(seq, row));
+                                              });
     apply_sinks_and_routes(cfg_);
     ingest_ = std::make_unique<ingest>(cfg_.local, cfg_.buffer.commit, *buf_, router_, cnt_, *mb_);
     start_devices();
@@ -145,8 +144,7 @@ void gateway::start_devices() {
     };
     mailbox<event>* mb = mb_.get();
     o.on_stored = [mb](uint64_t seq, const storage::incoming& row) {
-        mb->post(storage::stored_row{seq, row.ts_ms, row.sinks, std::string(row.topic),
-                                     std::string(row.payload)});
+        mb->post(storage::to_stored_row(seq, row));
     };
     devices_ = std::make_unique<devices::service>(std::move(o));
 }

@@ -231,8 +231,7 @@ void ingest::timed(std::chrono::steady_clock::time_point started, size_t rows) {
 void ingest::post_live(uint64_t seq, const storage::incoming& row) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (!live_wanted_.load(std::memory_order_relaxed)) return;
-    mb_.post(storage::stored_row{seq, row.ts_ms, row.sinks, std::string(row.topic),
-                                 std::string(row.payload)});
+    mb_.post(storage::to_stored_row(seq, row));
 }
 
 void ingest::set_live_wanted(bool wanted) {

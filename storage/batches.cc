@@ -15,10 +15,10 @@ void batch_store::open() {
     exec(db,
          sync_ == sync_mode::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
     read_ = statement(db,
-                      "SELECT seq, ts, sinks, topic, payload FROM messages "
+                      "SELECT seq, ts, sinks, topic, payload, props FROM messages "
                       "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");
     read_through_ = statement(db,
-                              "SELECT seq, ts, sinks, topic, payload FROM messages "
+                              "SELECT seq, ts, sinks, topic, payload, props FROM messages "
                               "WHERE seq > ?1 AND seq <= ?4 AND (sinks & ?2) != 0 "
                               "ORDER BY seq LIMIT ?3");
     insert_ = statement(db,
@@ -71,9 +71,14 @@ bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
     size_t n = 0;
     try {
         while (s.step()) {
-            out.push_back(stored_row{static_cast<uint64_t>(s.int64(0)), s.int64(1),
-                                     static_cast<uint64_t>(s.int64(2)), std::string(s.text(3)),
-                                     std::string(s.blob(4))});
+            stored_row row{static_cast<uint64_t>(s.int64(0)),
+                           s.int64(1),
+                           static_cast<uint64_t>(s.int64(2)),
+                           std::string(s.text(3)),
+                           std::string(s.blob(4)),
+                           {}};
+            decode_props(s.blob(5), row.props);  // NULL: none; damaged: none (see buffer.cc)
+            out.push_back(std::move(row));
             ++n;
         }
     } catch (...) {

@@ -33,7 +33,37 @@ bool is_corruption(const sqlite_error& e) {
 
 uint64_t bit_mask(int bit) { return uint64_t{1} << bit; }
 
+// Binds a row's props (encoded into `scratch`) to the insert's parameter 7: NULL when it has
+// none. Returns the encoded size, which counts in the row's size.
+size_t bind_props(statement& insert, int i, const row_props* p, std::string& scratch) {
+    if (!p || p->empty()) {
+        insert.bind_null(i);
+        return 0;
+    }
+    scratch = encode_props(*p);
+    insert.bind_blob(i, scratch);
+    return scratch.size();
+}
+
+// A props column as read back: NULL (most rows) or row_props' encoding. A blob that does not
+// decode (a damaged file) leaves the row without props rather than failing the read: the
+// topic and payload still go out.
+row_props read_props(const statement& s, int col) {
+    row_props p;
+    decode_props(s.blob(col), p);  // NULL reads as an empty blob: no props
+    return p;
+}
+
 }  // namespace
+
+stored_row to_stored_row(uint64_t seq, const incoming& in) {
+    return stored_row{seq,
+                      in.ts_ms,
+                      in.sinks,
+                      std::string(in.topic),
+                      std::string(in.payload),
+                      in.props ? *in.props : row_props{}};
+}
 
 // Row and byte changes from one write transaction, applied to the in-memory totals only
 // after the commit succeeded.
@@ -149,8 +179,8 @@ void buffer::open_files() {
     migrate(db);
 
     insert_ = statement(db,
-                        "INSERT INTO messages (seq, ts, sinks, size, topic, payload) "
-                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+                        "INSERT INTO messages (seq, ts, sinks, size, topic, payload, props) "
+                        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     select_oldest_ = statement(db, "SELECT seq, sinks, size FROM messages ORDER BY seq LIMIT 256");
     delete_one_ = statement(db, "DELETE FROM messages WHERE seq = ?1");
     select_acked_ = statement(db,
@@ -172,7 +202,7 @@ void buffer::open_files() {
     reader_ = connection(opts_.path, SQLITE_OPEN_READWRITE);
     exec(reader_.get(), "PRAGMA query_only = 1");
     read_rows_ = statement(reader_.get(),
-                           "SELECT seq, ts, sinks, topic, payload FROM messages "
+                           "SELECT seq, ts, sinks, topic, payload, props FROM messages "
                            "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");
     read_oldest_ = statement(reader_.get(),
                              "SELECT ts FROM messages WHERE seq > ?1 AND (sinks & ?2) != 0 "
@@ -305,8 +335,8 @@ bool buffer::evict_for(uint64_t size, delta& d, uint64_t& evicted) {
 }
 
 append_result buffer::append(std::string_view topic, std::string_view payload, uint64_t sinks,
-                             int64_t ts_ms, const stored_fn& on_stored) {
-    const incoming m{topic, payload, sinks, ts_ms};
+                             int64_t ts_ms, const stored_fn& on_stored, const row_props* props) {
+    const incoming m{topic, payload, sinks, ts_ms, props};
     std::vector<append_result> out;
     batch_result b = append_batch({&m, 1}, on_stored, out);
     if (b.handled == 1) return std::move(out.front());
@@ -324,11 +354,13 @@ buffer::batch_result buffer::append_batch(std::span<const incoming> in, const st
     delta d;  // rows this transaction inserts and evicts
     uint64_t seq = last_seq_.load(std::memory_order_relaxed);
     uint64_t evicted = 0;
+    std::string props;  // the current row's encoded props
     try {
         transaction t(writer_);
         for (const incoming& m : in) {
             append_result r;
-            const uint64_t size = m.topic.size() + m.payload.size();
+            const uint64_t size =
+                m.topic.size() + m.payload.size() + (m.props ? encoded_props_size(*m.props) : 0);
             const uint64_t sinks = m.sinks & in_use_;
             const bool full =
                 static_cast<uint64_t>(all_.bytes.load() + d.all_bytes) + size > opts_.max_bytes;
@@ -357,6 +389,7 @@ buffer::batch_result buffer::append_batch(std::span<const incoming> in, const st
                     .bind(4, static_cast<int64_t>(size))
                     .bind(5, m.topic)
                     .bind_blob(6, m.payload);
+                bind_props(insert_, 7, m.props, props);
                 insert_.step();
                 insert_.reset();
                 d.add(sinks, static_cast<int64_t>(size));
@@ -386,7 +419,7 @@ buffer::batch_result buffer::append_batch(std::span<const incoming> in, const st
             const append_result& r = out[first + i];
             if (r.status != append_status::stored) continue;
             const incoming& m = in[i];
-            on_stored(r.seq, incoming{m.topic, m.payload, m.sinks & in_use_, m.ts_ms});
+            on_stored(r.seq, incoming{m.topic, m.payload, m.sinks & in_use_, m.ts_ms, m.props});
         }
     }
     return b;
@@ -444,11 +477,12 @@ buffer::read_result buffer::read(int bit, uint64_t after, size_t limit, size_t m
                 cut = true;  // the byte budget ends the batch early
                 break;
             }
-            out.push_back(
-                stored_row{static_cast<uint64_t>(read_rows_.int64(0)), read_rows_.int64(1),
-                           static_cast<uint64_t>(read_rows_.int64(2)),
-                           std::string(read_rows_.text(3)), std::string(read_rows_.blob(4))});
-            bytes += out.back().topic.size() + out.back().payload.size();
+            out.push_back(stored_row{
+                static_cast<uint64_t>(read_rows_.int64(0)), read_rows_.int64(1),
+                static_cast<uint64_t>(read_rows_.int64(2)), std::string(read_rows_.text(3)),
+                std::string(read_rows_.blob(4)), read_props(read_rows_, 5)});
+            bytes += out.back().topic.size() + out.back().payload.size() +
+                     encoded_props_size(out.back().props);
             ++n;
         }
     } catch (...) {
@@ -562,6 +596,7 @@ size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
     delta d;
     uint64_t seq = last_seq_.load(std::memory_order_relaxed);
     std::vector<std::pair<uint64_t, const stage_output*>> stored;
+    std::string props;  // the current output's encoded props
     {
         transaction t(writer_);
         if (b.bit >= 0 && b.through > b.after) {
@@ -591,7 +626,7 @@ size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
         for (const stage_output& o : b.outputs) {
             const uint64_t sinks = o.sinks & in_use_;
             if (!sinks) continue;
-            const uint64_t size = o.topic.size() + o.payload.size();
+            const uint64_t size = o.topic.size() + o.payload.size() + encoded_props_size(o.props);
             ++seq;
             insert_.bind(1, static_cast<int64_t>(seq))
                 .bind(2, o.ts_ms)
@@ -599,6 +634,7 @@ size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
                 .bind(4, static_cast<int64_t>(size))
                 .bind(5, o.topic)
                 .bind_blob(6, o.payload);
+            bind_props(insert_, 7, &o.props, props);
             insert_.step();
             insert_.reset();
             d.add(sinks, static_cast<int64_t>(size));
@@ -640,7 +676,7 @@ size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
     last_seq_.store(seq, std::memory_order_release);
     if (on_stored) {
         for (const auto& [s, o] : stored) {
-            on_stored(s, incoming{o->topic, o->payload, o->sinks & in_use_, o->ts_ms});
+            on_stored(s, incoming{o->topic, o->payload, o->sinks & in_use_, o->ts_ms, &o->props});
         }
     }
     return stored.size();

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "storage/row_props.h"
 #include "storage/sqlite.h"
 
 namespace egw::storage {
@@ -49,12 +50,13 @@ struct buffer_options {
     commit_mode commit = commit_mode::each;
 };
 
-// A message to store: the views must stay valid for the call.
+// A message to store: the views (and props, when set) must stay valid for the call.
 struct incoming {
     std::string_view topic;
     std::string_view payload;
     uint64_t sinks = 0;
     int64_t ts_ms = 0;
+    const row_props* props = nullptr;  // nullptr or empty: none (the row stores NULL)
 };
 
 struct stored_row {
@@ -63,7 +65,11 @@ struct stored_row {
     uint64_t sinks = 0;
     std::string topic;
     std::string payload;
+    row_props props;  // content type, retain flag, user properties; empty for most rows
 };
+
+// The row a stored_fn was told about, as read() would return it.
+stored_row to_stored_row(uint64_t seq, const incoming& in);
 
 enum class append_status {
     stored,
@@ -88,6 +94,7 @@ struct stage_output {
     std::string topic, payload;
     uint64_t sinks = 0;
     int64_t ts_ms = 0;
+    row_props props;
 };
 
 // A stateful instance's snapshot, keyed by instance name.
@@ -152,12 +159,14 @@ public:
     // table that uses new sinks, and before releasing the rows of removed ones.
     void set_sinks_in_use(uint64_t bits);
 
-    // Stores one message for the sinks in `sinks` and commits. ts_ms is the ingest time.
+    // Stores one message for the sinks in `sinks` and commits. ts_ms is the ingest time. `props`
+    // (may be null) are stored with it; their encoded bytes count in the row's size.
     // Never waits for space: with when_full=block it returns `full` at once, because the
     // ingest thread is Paho's receive thread and must not stall (it also carries the sinks'
     // acknowledgements, which are what frees space).
     append_result append(std::string_view topic, std::string_view payload, uint64_t sinks,
-                         int64_t ts_ms, const stored_fn& on_stored);
+                         int64_t ts_ms, const stored_fn& on_stored,
+                         const row_props* props = nullptr);
 
     // Stores messages in order in one transaction (group commit). `out` gets one result per
     // message handled (stored, or dropped with a reason), in order; `handled` says how many
@@ -172,7 +181,7 @@ public:
     batch_result append_batch(std::span<const incoming> in, const stored_fn& on_stored,
                               std::vector<append_result>& out);
 
-    // Up to `limit` rows (and about `max_bytes` of topic + payload, at least one row) for
+    // Up to `limit` rows (and about `max_bytes` of topic + payload + props, at least one row) for
     // sink `bit` with seq > after, oldest first, appended to `out`. `vouched` is the highest
     // sequence number the read answers for: every row for this sink up to it is in `out` (or
     // was at or below `after`). `complete` is true when nothing for this sink lies beyond it

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "storage/schema.h"
 
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -121,7 +122,15 @@ const char* const migrations[] = {
         payload  BLOB    NOT NULL
     );
     )sql",
+    // 4 -> 5: a row's message properties (storage/row_props.h)
+    R"sql(
+    -- Content type, retain flag and MQTT 5 user properties in row_props' encoding; NULL when the
+    -- row has none (plain ingest). Its bytes count in `size`. Older rows read as NULL.
+    ALTER TABLE messages ADD COLUMN props BLOB;
+    )sql",
 };
+
+static_assert(std::size(migrations) == schema_version, "one migration per schema version");
 
 int user_version(sqlite3* db) {
     statement s(db, "PRAGMA user_version");

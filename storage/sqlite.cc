@@ -59,6 +59,11 @@ statement& statement::bind_blob(int i, std::string_view bytes) {
     return *this;
 }
 
+statement& statement::bind_null(int i) {
+    check(db_, sqlite3_bind_null(s_.get(), i), "bind");
+    return *this;
+}
+
 bool statement::step() {
     int rc = sqlite3_step(s_.get());
     if (rc == SQLITE_ROW) return true;

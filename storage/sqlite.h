@@ -47,6 +47,7 @@ public:
     statement& bind(int i, int64_t v);
     statement& bind(int i, std::string_view text);
     statement& bind_blob(int i, std::string_view bytes);
+    statement& bind_null(int i);
     // Steps once: true if a row is available, false when done. Throws on error.
     bool step();
     void reset() noexcept;

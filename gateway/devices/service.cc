@@ -293,6 +293,13 @@ void service::flush() {
     store* st = store_.get();
     storage::buffer* buf = o_.buf;
     auto on_stored = o_.on_stored;
+    // Registry records (devices/{id}) are published retained, so that a cloud consumer that
+    // subscribes later still gets each device's latest record; task states are not.
+    static const storage::row_props retained = [] {
+        storage::row_props p;
+        p.retain = true;
+        return p;
+    }();
     work::start(
         o_.loop,
         [b, rows, error, bits, st, buf, on_stored] {
@@ -302,8 +309,11 @@ void service::flush() {
                 st->write(first);
                 if (bits) {
                     const int64_t ts = wall_now();
-                    for (const auto& r : *rows)
-                        buf->append(r.topic, r.payload, bits, ts, on_stored);
+                    for (const auto& r : *rows) {
+                        const bool record = r.topic.rfind("devices/", 0) == 0;
+                        buf->append(r.topic, r.payload, bits, ts, on_stored,
+                                    record ? &retained : nullptr);
+                    }
                 }
                 if (!b->published.empty()) {
                     batch marks;

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "gateway/log.h"
+#include "gateway/sinks/ndjson.h"
 
 namespace egw {
 namespace {
@@ -39,6 +40,20 @@ MQTTProperty user_property(std::string_view name, std::string_view value) {
     p.value.data = len_string(name);
     p.value.value = len_string(value);
     return p;
+}
+
+// Whether MQTT 5 takes `s` as a UTF-8 string (Content Type, user property key or value):
+// well-formed UTF-8, at most 65535 bytes, and no control character (U+0000 is forbidden; brokers
+// such as Mosquitto also refuse U+0001..U+001F and U+007F..U+009F and disconnect the client).
+bool mqtt_string_ok(std::string_view s) {
+    if (s.size() > 65535 || !ndjson::is_utf8(s)) return false;
+    for (size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c < 0x20 || c == 0x7f) return false;
+        if (c == 0xc2 && i + 1 < s.size() && static_cast<unsigned char>(s[i + 1]) <= 0x9f)
+            return false;  // U+0080..U+009F
+    }
+    return true;
 }
 
 // Paho's text for one of its return codes. MQTTAsync_strerror formats codes it does not know
@@ -469,18 +484,21 @@ int mqtt_sink::publish(const storage::stored_row& row) {
     msg.payload = const_cast<char*>(row.payload.data());
     msg.payloadlen = static_cast<int>(row.payload.size());
     msg.qos = cfg_.qos;
+    msg.retained = row.props.retain ? 1 : 0;
     MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
     ro.context = slot;
     // The user properties point into this frame: Paho copies them (and the payload) before
     // MQTTAsync_sendMessage returns.
     char seq_text[24];
     const auto seq_end = std::to_chars(std::begin(seq_text), std::end(seq_text), row.seq).ptr;
-    MQTTProperty props[2] = {
-        user_property("egw-gateway", gateway_id_),
-        user_property("egw-seq",
-                      std::string_view(seq_text, static_cast<size_t>(seq_end - seq_text)))};
     if (is_v5(cfg_)) {
-        msg.properties = MQTTProperties{2, 2, 0, props};
+        props_.clear();
+        props_.push_back(user_property("egw-gateway", gateway_id_));
+        props_.push_back(user_property(
+            "egw-seq", std::string_view(seq_text, static_cast<size_t>(seq_end - seq_text))));
+        if (!row.props.empty()) add_row_properties(row);
+        const int n = static_cast<int>(props_.size());
+        msg.properties = MQTTProperties{n, n, 0, props_.data()};
         ro.onSuccess5 = [](void* ctx, MQTTAsync_successData5*) {
             auto* s = static_cast<link::slot*>(ctx);
             s->owner->post(sink_event::acked, s->seq, {}, 0, static_cast<int32_t>(s->index));
@@ -510,6 +528,42 @@ int mqtt_sink::publish(const storage::stored_row& row) {
     const int rc = MQTTAsync_sendMessage(link_->cli, topic.c_str(), &msg, &ro);
     if (rc != MQTTASYNC_SUCCESS) link_->release_slot(static_cast<int32_t>(slot->index));
     return rc;
+}
+
+// MQTT 5: the row's Content Type and user properties, after the gateway's own two. What MQTT 5
+// cannot carry is left out, counted and logged, and the row still goes: a broker disconnects a
+// client that sends a malformed string, so one bad property would stall the sink on its row
+// forever. A user property named egw-gateway or egw-seq is left out too: those two are the
+// gateway's, and a consumer de-duplicating on them must not see a second value.
+void mqtt_sink::add_row_properties(const storage::stored_row& row) {
+    const storage::row_props& p = row.props;
+    size_t dropped = 0;
+    if (!p.content_type.empty()) {
+        if (mqtt_string_ok(p.content_type)) {
+            MQTTProperty ct{};
+            ct.identifier = MQTTPROPERTY_CODE_CONTENT_TYPE;
+            ct.value.data = len_string(p.content_type);
+            props_.push_back(ct);
+        } else {
+            ++dropped;
+        }
+    }
+    for (const auto& [key, value] : p.user_properties) {
+        if (key == "egw-gateway" || key == "egw-seq" || !mqtt_string_ok(key) ||
+            !mqtt_string_ok(value)) {
+            ++dropped;
+            continue;
+        }
+        props_.push_back(user_property(key, value));
+    }
+    if (!dropped) return;
+    props_dropped_ += dropped;
+    if (props_log_.allow()) {
+        log::get("sink")->warn(
+            "{}: left {} propert{} of seq {} ({}) out of its publish: not a valid MQTT 5 string "
+            "or a reserved egw- name; {} so far",
+            cfg_.name, dropped, dropped == 1 ? "y" : "ies", row.seq, row.topic, props_dropped_);
+    }
 }
 
 void mqtt_sink::publish_status(const std::string& json) {
@@ -580,6 +634,7 @@ nlohmann::json mqtt_sink::status() {
             {"inflight", machine_.inflight()},
             {"window", machine_.window()},
             {"reconnects", machine_.reconnects()},
+            {"properties_dropped", props_dropped_},
             {"last_error", last_error_}};
 }
 

@@ -115,8 +115,10 @@ private:
     };
 
     void connect();
-    // Hands one row to Paho; returns Paho's return code.
+    // Hands one row to Paho; returns Paho's return code. The row's retain flag goes with it;
+    // on MQTT 5 also its content type and user properties (3.1.1 has no properties).
     int publish(const storage::stored_row& row);
+    void add_row_properties(const storage::stored_row& row);
     void force_reconnect(const std::string& why);
 
     std::string gateway_id_;
@@ -131,6 +133,11 @@ private:
     std::chrono::steady_clock::time_point connected_at_{};
     sink_machine machine_;
     std::vector<storage::stored_row> read_scratch_;
+    // One publish's MQTT 5 properties; they point into the row and are copied by Paho before
+    // MQTTAsync_sendMessage returns, so one vector serves every publish.
+    std::vector<MQTTProperty> props_;
+    uint64_t props_dropped_ = 0;
+    log::throttle props_log_;
     std::string last_error_;
     std::string last_status_;
     uint64_t sent_ = 0, acked_ = 0, acked_at_last_tick_ = 0;

@@ -84,6 +84,10 @@ void append_line(std::string& out, std::string_view gateway_id, const storage::s
     out += std::to_string(row.ts_ms);
     out += ",\"topic\":";
     out += json(row.topic).dump(-1, ' ', false, json::error_handler_t::replace);
+    if (!row.props.content_type.empty()) {
+        out += ",\"content_type\":";
+        out += json(row.props.content_type).dump(-1, ' ', false, json::error_handler_t::replace);
+    }
     const std::string& p = row.payload;
     if (is_utf8(p)) {
         out += ",\"payload\":";

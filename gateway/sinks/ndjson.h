@@ -5,7 +5,8 @@
 //
 // A line: {"gateway":ID,"seq":N,"ts_ms":N,"topic":T,"payload":P} where P is the payload inlined
 // when it is valid JSON, else a string when it is UTF-8 text, else the line carries
-// "payload_b64" (base64) instead of "payload". docs/sinks.md has its JSON Schema.
+// "payload_b64" (base64) instead of "payload". A row with a content type (a plugin output's,
+// storage/row_props.h) adds "content_type":C after the topic. docs/sinks.md has its JSON Schema.
 #pragma once
 
 #include <cstdint>

@@ -33,6 +33,15 @@ std::string_view device_of(std::string_view topic) {
     return rest.substr(0, rest.find('/'));
 }
 
+// The row an output becomes: its content type and user properties travel with it to the sinks
+// (storage/row_props.h). Plugins have no retain flag.
+storage::stage_output output_row(output&& o, uint64_t sinks, int64_t ts) {
+    storage::stage_output r{std::move(o.topic), std::move(o.payload), sinks, ts, {}};
+    r.props.content_type = std::move(o.content_type);
+    r.props.user_properties = std::move(o.properties);
+    return r;
+}
+
 sink_limits feed_limits() {
     sink_limits l;
     l.window = size_t{1} << 30;  // "in flight" = processed, commit pending: bounded by batches
@@ -369,16 +378,16 @@ void stage::process(batch& b) {
             std::vector<output> msgs(1);
             msgs[0].topic = row.topic;
             msgs[0].payload = row.payload;
+            msgs[0].content_type = row.props.content_type;
             if (!run_chain(b, r, 0, msgs, row, row.ts_ms)) continue;
             for (output& o : msgs) {
                 const uint64_t sinks = sinks_for(r, o.topic, o.priority);
-                b.commit.outputs.push_back(
-                    {std::move(o.topic), std::move(o.payload), sinks, row.ts_ms});
+                b.commit.outputs.push_back(output_row(std::move(o), sinks, row.ts_ms));
             }
         }
     }
     for (const storage::dead_letter& dl : b.replays) {
-        storage::stored_row row{dl.seq, dl.msg_ts_ms, 0, dl.topic, dl.payload};
+        storage::stored_row row{dl.seq, dl.msg_ts_ms, 0, dl.topic, dl.payload, {}};
         auto r = std::find_if(routes_.begin(), routes_.end(),
                               [&](const stage_route& x) { return x.index == dl.route; });
         if (r == routes_.end()) {
@@ -393,8 +402,7 @@ void stage::process(batch& b) {
         if (!run_chain(b, *r, 0, msgs, row, row.ts_ms)) continue;  // dead again, new letter
         for (output& o : msgs) {
             const uint64_t sinks = sinks_for(*r, o.topic, o.priority);
-            b.commit.outputs.push_back(
-                {std::move(o.topic), std::move(o.payload), sinks, row.ts_ms});
+            b.commit.outputs.push_back(output_row(std::move(o), sinks, row.ts_ms));
         }
     }
     const int64_t now = now_ms();
@@ -426,12 +434,12 @@ void stage::process(batch& b) {
             auto pos = std::find(r.via.begin(), r.via.end(), s->def.name);
             if (pos == r.via.end()) continue;
             std::vector<output> msgs = res.outputs;
-            storage::stored_row none{0, now, 0, {}, {}};
+            storage::stored_row none{0, now, 0, {}, {}, {}};
             if (!run_chain(b, r, static_cast<size_t>(pos - r.via.begin()) + 1, msgs, none, now))
                 continue;
             for (output& o : msgs) {
                 const uint64_t sinks = sinks_for(r, o.topic, o.priority);
-                b.commit.outputs.push_back({std::move(o.topic), std::move(o.payload), sinks, now});
+                b.commit.outputs.push_back(output_row(std::move(o), sinks, now));
             }
         }
     }

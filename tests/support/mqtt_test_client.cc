@@ -108,12 +108,17 @@ void test_subscriber::on_message(const mqtt::const_message_ptr& msg) noexcept {
     const MQTTProperties& props = msg->get_properties().c_struct();
     for (int i = 0; i < props.count; ++i) {
         const MQTTProperty& p = props.array[i];
+        if (p.identifier == MQTTPROPERTY_CODE_CONTENT_TYPE) {
+            m.content_type.assign(p.value.data.data, p.value.data.len);
+            continue;
+        }
         if (p.identifier != MQTTPROPERTY_CODE_USER_PROPERTY) {
             continue;
         }
         ++m.user_property_count;
         const std::string key(p.value.data.data, p.value.data.len);
         std::string value(p.value.value.data, p.value.value.len);
+        m.user_properties.emplace_back(key, value);
         if (key == "egw-gateway") {
             m.egw_gateway = std::move(value);
         } else if (key == "egw-seq") {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <mqtt/async_client.h>
@@ -32,6 +33,9 @@ struct received_message {
     std::optional<std::string> egw_gateway;  // MQTT 5 user property "egw-gateway"
     std::optional<std::string> egw_seq;      // MQTT 5 user property "egw-seq", as sent
     std::size_t user_property_count = 0;
+    // MQTT 5: the Content Type (empty when absent) and every user property, in order.
+    std::string content_type;
+    std::vector<std::pair<std::string, std::string>> user_properties;
 };
 
 // Parses a decimal egw-seq; nullopt if absent or not a plain non-negative decimal number.

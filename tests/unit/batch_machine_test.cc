@@ -12,7 +12,7 @@ using action = batch_machine::action;
 using namespace std::chrono_literals;
 
 storage::stored_row row(uint64_t seq, int64_t ts = 1000) {
-    return {seq, ts, 1, "t", "{\"v\":" + std::to_string(seq) + "}"};
+    return {seq, ts, 1, "t", "{\"v\":" + std::to_string(seq) + "}", {}};
 }
 
 std::vector<storage::stored_row> rows(uint64_t from, uint64_t to) {

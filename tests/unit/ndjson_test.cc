@@ -14,7 +14,7 @@ using nlohmann::json;
 
 json line_of(const std::string& payload) {
     std::string out;
-    append_line(out, "gw-1", {42, 1700000000123, 1, "devices/a/t", payload});
+    append_line(out, "gw-1", {42, 1700000000123, 1, "devices/a/t", payload, {}});
     EXPECT_EQ(out.back(), '\n');
     EXPECT_EQ(out.find('\n'), out.size() - 1);
     return json::parse(out);
@@ -28,6 +28,23 @@ TEST(ndjson, a_line_carries_gateway_seq_ts_topic_and_the_payload) {
     EXPECT_EQ(j["topic"], "devices/a/t");
     EXPECT_EQ(j["payload"], json({{"t", 21.5}}));
     EXPECT_FALSE(j.contains("payload_b64"));
+}
+
+TEST(ndjson, a_row_with_a_content_type_says_so_and_one_without_has_no_key) {
+    storage::stored_row row{
+        7, 1700000000123, 1, "devices/c/camera/1/thumbnail", std::string("\xff\xd8\xff", 3), {}};
+    row.props.content_type = "image/jpeg";
+    row.props.user_properties = {{"egw-role", "start"}};
+    std::string out;
+    append_line(out, "gw-1", row);
+    EXPECT_NE(out.find(R"("topic":"devices/c/camera/1/thumbnail","content_type":"image/jpeg",)"),
+              std::string::npos)
+        << "content_type comes right after the topic: " << out;
+    json j = json::parse(out);
+    EXPECT_EQ(j["content_type"], "image/jpeg");
+    EXPECT_EQ(j["payload_b64"], "/9j/");
+    EXPECT_EQ(j.size(), 6u) << "user properties and retain are not part of a line";
+    EXPECT_FALSE(line_of("{}").contains("content_type"));
 }
 
 TEST(ndjson, scalars_are_inlined_text_is_a_string_binary_is_base64) {

@@ -10,7 +10,7 @@ namespace {
 using storage::stored_row;
 using ms = std::chrono::milliseconds;
 
-stored_row row(uint64_t seq) { return stored_row{seq, 0, 1, "t", std::to_string(seq)}; }
+stored_row row(uint64_t seq) { return stored_row{seq, 0, 1, "t", std::to_string(seq), {}}; }
 
 std::vector<stored_row> rows(uint64_t from, uint64_t to) {
     std::vector<stored_row> out;
@@ -122,7 +122,7 @@ TEST(sink_machine, live_rows_stay_within_the_memory_cap) {
     sink_machine m(l, 1);
     m.on_connected();
     m.on_read({}, 0, true);
-    auto big = [](uint64_t seq) { return stored_row{seq, 0, 1, "t", std::string(10, 'p')}; };
+    auto big = [](uint64_t seq) { return stored_row{seq, 0, 1, "t", std::string(10, 'p'), {}}; };
     m.on_live(big(1));
     m.on_live(big(2));
     m.on_live(big(3));  // over the cap: read back from the buffer instead
