@@ -50,6 +50,20 @@ public:
     void split(uint64_t first, range a, range b);
     void forget(uint64_t first);
 
+    // --- S3 multipart uploads under way (tables multipart_uploads, multipart_parts) ---------
+    struct multipart_record {
+        std::string key, upload_id, digest;
+        uint64_t size = 0, part_size = 0;
+        std::vector<std::string> etags;  // parts 1..n stored, in order, without gaps
+    };
+    std::vector<multipart_record> multipart_records();
+    // Replaces any record of `key` by a fresh upload without parts.
+    void multipart_begin(const std::string& key, const std::string& upload_id, uint64_t size,
+                         uint64_t part_size, const std::string& digest);
+    void multipart_part(const std::string& key, int part, const std::string& etag);
+    // The upload completed, was aborted, or is unknown to the service: forget it and its parts.
+    void multipart_forget(const std::string& key);
+
 private:
     void open();
 
@@ -58,6 +72,7 @@ private:
     sync_mode sync_;
     connection db_;
     statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_, dead_;
+    statement mp_list_, mp_parts_, mp_begin_, mp_part_, mp_forget_, mp_forget_parts_;
 };
 
 }  // namespace egw::storage
