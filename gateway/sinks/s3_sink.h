@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The `s3` sink: each batch is one object PUT to an S3-compatible bucket under its key, signed
 // with AWS Signature V4 by libcurl itself (CURLOPT_AWS_SIGV4). Transfers run on the loop through
-// curl_loop; the payload hash (SHA-256) is computed with the encoding on the worker pool.
+// curl_loop; the payload hashes (SHA-256, per part) are computed on the worker pool.
 //
 // libcurl 7.88 (Debian 12) traps, each with a regression test (tests/integration/s3_sink_test):
 // it does not add x-amz-content-sha256, so we set it (curl signs it); it signs the path exactly
