@@ -219,6 +219,11 @@ void s3_sink::send(const std::string& method, const std::string& key, const std:
     curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, std::min(opts_.timeout_ms, 10000L));
     curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, errbuf_);
+    if (const uint64_t rate = static_cast<const batch_options&>(opts_).max_bytes_per_s) {
+        // No burst above the limit within a large object either; batch_sink spaces the
+        // uploads so that the average stays under it too.
+        curl_easy_setopt(easy_, CURLOPT_MAX_SEND_SPEED_LARGE, static_cast<curl_off_t>(rate));
+    }
     curl_easy_setopt(easy_, CURLOPT_WRITEDATA, this);
     curl_easy_setopt(
         easy_, CURLOPT_WRITEFUNCTION, +[](char* data, size_t size, size_t n, void* self) {

@@ -11,8 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <regex>
 #include <set>
@@ -384,6 +386,41 @@ TEST_F(dir_sink_test, TheCapRemovesObjectFilesAndBatchFilesOldestFirst) {
     auto s = gw.status_json();
     ASSERT_TRUE(s);
     EXPECT_GT(json_at(*s, "sinks/archive/files_removed").get<int64_t>(), 0);
+}
+
+TEST_F(dir_sink_test, MaxBytesPerSecondKeepsTheWriteRateJustUnderTheLimit) {
+    start_brokers();
+    constexpr double rate = 200000;
+    auto& gw = start_gateway(dir_config({{"compression", "none"},
+                                         {"max_bytes_per_s", static_cast<int64_t>(rate)},
+                                         {"batch", {{"max_rows", 400}, {"max_delay_ms", 100}}}}));
+    auto& dev = connect_device();
+    const auto started = std::chrono::steady_clock::now();
+    publish_n(dev, "d6", 0, 4000, 200);  // about 1.2 MB of NDJSON: 6 s at the limit
+    ASSERT_TRUE(wait_drained(60s)) << gw.last_status();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const archive a = read_archive(archive_dir(), false);
+    expect_exactly_once(a, "d6", 4000, 200);
+    std::vector<std::string> files = a.files;
+    std::sort(files.begin(), files.end());  // by first_seq: the order they were written
+    ASSERT_GE(files.size(), 8u);
+    // Upload k+1 starts bytes(k) / rate after upload k started, so the files' completion times
+    // are spaced by the previous file's size: measure over files 2..n, whatever the size of the
+    // first (cut by max_delay_ms while the backlog built) and of the last.
+    uint64_t bytes = 0;
+    for (size_t k = 1; k + 1 < files.size(); ++k) bytes += fs::file_size(archive_dir() / files[k]);
+    const double secs =
+        std::chrono::duration<double>(fs::last_write_time(archive_dir() / files.back()) -
+                                      fs::last_write_time(archive_dir() / files[1]))
+            .count();
+    ASSERT_GT(secs, 0);
+    const double measured = static_cast<double>(bytes) / secs;
+    std::cout << "max_bytes_per_s " << rate << ": measured " << measured << " B/s over " << secs
+              << " s (" << files.size() << " files, drain " << elapsed << " s)\n";
+    // Never above; below by at most the 50 ms tick that starts the next upload, per batch.
+    EXPECT_GT(measured, 0.85 * rate);
+    EXPECT_LT(measured, 1.03 * rate);
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 //
 // The front is also the stub for what s3rver lacks, for the multipart fault cases:
 // - AbortMultipartUpload (DELETE ?uploadId=X): answered here, 204, logged; later UploadPart
-//   and CompleteMultipartUpload of X get 404 NoSuchUpload, as from S3.
+//   and CompleteMultipartUpload of X get 404 NoSuchUpload, as from S3; so do those of a
+//   completed upload.
 // - S3's part size rule: CompleteMultipartUpload with a part other than the last under 5 MiB is
 //   400 EntityTooSmall (s3rver accepts any size).
 // - Faults on demand: `POST /__faults` with a JSON array of rules
@@ -128,6 +129,8 @@ function readBody(req) {
             'Your proposed upload is smaller than the minimum allowed object size.');
           return;
         }
+        // Like S3: a completed upload is gone (s3rver would answer a second completion 500).
+        res.on('finish', () => { if (res.statusCode === 200) gone.add(uploadId); });
       }
     }
     handler(req, res);
