@@ -74,28 +74,34 @@ std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_thro
     return out;
 }
 
-bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
-                       std::vector<stored_row>& out) {
+bool batch_store::read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out,
+                       size_t max_bytes) {
     open();
     statement& s = through ? read_through_ : read_;
     s.bind(1, static_cast<int64_t>(after))
         .bind(2, static_cast<int64_t>(uint64_t{1} << bit_))
         .bind(3, static_cast<int64_t>(limit));
     if (through) s.bind(4, static_cast<int64_t>(through));
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
+    bool full = false;
     try {
         while (s.step()) {
             out.push_back(stored_row{static_cast<uint64_t>(s.int64(0)), s.int64(1),
                                      static_cast<uint64_t>(s.int64(2)), std::string(s.text(3)),
                                      std::string(s.blob(4))});
             ++n;
+            bytes += out.back().topic.size() + out.back().payload.size();
+            if (!through && bytes >= max_bytes) {
+                full = true;
+                break;
+            }
         }
     } catch (...) {
         s.reset();
         throw;
     }
     s.reset();
-    return n < limit;
+    return !full && n < limit;
 }
 
 void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) {

@@ -8,6 +8,7 @@
 // a time); any worker thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,9 +33,13 @@ public:
     // of the ranges recorded as uploaded.
     std::vector<range> open_ranges(uint64_t& uploaded_through);
 
-    // Rows for this sink with after < seq (<= through unless 0), oldest first, at most `limit`.
-    // Returns true when nothing lies beyond them.
-    bool read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out);
+    // Rows for this sink with after < seq (<= through unless 0), oldest first, at most `limit`
+    // and, unless `through` is given (a recorded range is read whole), about `max_bytes` of
+    // topics and payloads (the row that reaches it is the last; at least one row), so that a
+    // backlog of camera frames is not read into memory max_rows at a time. Returns true when
+    // nothing lies beyond them.
+    bool read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out,
+              size_t max_bytes = SIZE_MAX);
 
     // Records [first, last] (before its upload) and forgets the uploaded ranges whose rows are
     // acknowledged for good (last_seq <= acked_through).

@@ -170,9 +170,9 @@ void batch_sink::execute(batch_machine::action a) {
             auto complete = std::make_shared<bool>(false);
             auto error = std::make_shared<std::string>();
             run_job(
-                [store, rows, complete, error, a] {
+                [store, rows, complete, error, a, max_bytes = machine_.limits().max_bytes] {
                     try {
-                        *complete = store->read(a.after, a.through, a.limit, *rows);
+                        *complete = store->read(a.after, a.through, a.limit, *rows, max_bytes);
                     } catch (const std::exception& e) {
                         *error = e.what();
                     }
