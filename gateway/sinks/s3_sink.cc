@@ -215,7 +215,12 @@ void s3_sink::send(const std::string& method, const std::string& key, const std:
     r.session_token = creds_->session_token;
     r.headers = std::move(headers);
     header_list_ = s3::prepare(easy_, r, userpwd_);
-    curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, opts_.timeout_ms);
+    long timeout_ms = opts_.timeout_ms;
+    if (const uint64_t rate = static_cast<const batch_options&>(opts_).max_bytes_per_s) {
+        // A capped send takes body / rate by design: that is not a timeout.
+        timeout_ms += static_cast<long>(std::min<uint64_t>(body.size() * 1000 / rate, 86400000));
+    }
+    curl_easy_setopt(easy_, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(easy_, CURLOPT_CONNECTTIMEOUT_MS, std::min(opts_.timeout_ms, 10000L));
     curl_easy_setopt(easy_, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy_, CURLOPT_ERRORBUFFER, errbuf_);
