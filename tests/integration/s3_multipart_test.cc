@@ -14,10 +14,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
 
 #include "integration/s3_fixture.h"
@@ -282,6 +284,43 @@ TEST_F(s3_multipart_test, FiveMegabytePayloadsFromTheLocalBrokerToTheBucket) {
     ASSERT_TRUE(s);
     EXPECT_EQ(json_at(*s, "sinks/bucket/rows_uploaded"), 3);
     EXPECT_EQ(json_at(*s, "sinks/bucket/objects_uploaded"), 2);
+    // For the record, not a bound (tests/bench/ holds those): the gateway's peak RSS.
+    std::ifstream proc("/proc/" + std::to_string(json_int(*s, "pid")) + "/status");
+    for (std::string line; std::getline(proc, line);) {
+        if (line.rfind("VmHWM:", 0) == 0) std::cout << "gateway peak RSS " << line << "\n";
+    }
+}
+
+TEST_F(s3_multipart_test, ABatchObjectLargerThanAPartGoesUpInParts) {
+    start_s3();
+    const auto c = creds();
+    start_brokers();
+    json cfg = big_config(c);
+    cfg["sinks"]["bucket"]["compression"] = "none";
+    cfg["sinks"]["bucket"]["batch"] = {
+        {"max_rows", 100}, {"max_bytes", 16 << 20}, {"max_delay_ms", 1000}};
+    auto& gw = start_gateway(cfg);
+    auto& dev = connect_device();
+    // 60 text rows of 100 kB: one batch of about 6 MB of NDJSON, two parts.
+    for (size_t i = 0; i < 60; ++i) {
+        dev.publish("devices/s1/telemetry/t", numbered_payload("s1", i, 100'000));
+    }
+    dev.flush(30s);
+    ASSERT_TRUE(wait_uploaded(60, 60s)) << gw.last_status();
+    int parts = 0;
+    for (const auto& r : parse_log(requests())) {
+        if (r.part > 0 && r.path.find(".ndjson") != std::string::npos) ++parts;
+    }
+    EXPECT_GE(parts, 2);
+    std::set<std::string> seen;
+    for (const auto& [key, bytes] : list_bucket()) {
+        std::istringstream lines(bytes);
+        for (std::string line; std::getline(lines, line);) {
+            seen.insert(json::parse(line)["payload"].get<std::string>());
+        }
+    }
+    EXPECT_EQ(seen.size(), 60u);
+    for (size_t i = 0; i < 60; ++i) EXPECT_EQ(seen.count(numbered_payload("s1", i, 100'000)), 1u);
 }
 
 TEST_F(s3_multipart_test, MaxBytesPerSecondCapsTheTransferOfALargeObject) {
