@@ -35,6 +35,20 @@ void batch_store::open() {
     list_ = statement(db,
                       "SELECT first_seq, last_seq, uploaded FROM batches WHERE bit = ?1 "
                       "ORDER BY first_seq");
+    mp_list_ = statement(db,
+                         "SELECT key, upload_id, size, part_size, digest FROM multipart_uploads "
+                         "WHERE bit = ?1 ORDER BY key");
+    mp_parts_ = statement(
+        db, "SELECT part, etag FROM multipart_parts WHERE bit = ?1 AND key = ?2 ORDER BY part");
+    mp_begin_ = statement(db,
+                          "INSERT OR REPLACE INTO multipart_uploads "
+                          "(bit, key, upload_id, size, part_size, digest) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    mp_part_ = statement(db,
+                         "INSERT OR REPLACE INTO multipart_parts (bit, key, part, etag) "
+                         "VALUES (?1, ?2, ?3, ?4)");
+    mp_forget_ = statement(db, "DELETE FROM multipart_uploads WHERE bit = ?1 AND key = ?2");
+    mp_forget_parts_ = statement(db, "DELETE FROM multipart_parts WHERE bit = ?1 AND key = ?2");
 }
 
 std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_through) {
@@ -60,15 +74,16 @@ std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_thro
     return out;
 }
 
-bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
-                       std::vector<stored_row>& out) {
+bool batch_store::read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out,
+                       size_t max_bytes) {
     open();
     statement& s = through ? read_through_ : read_;
     s.bind(1, static_cast<int64_t>(after))
         .bind(2, static_cast<int64_t>(uint64_t{1} << bit_))
         .bind(3, static_cast<int64_t>(limit));
     if (through) s.bind(4, static_cast<int64_t>(through));
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
+    bool full = false;
     try {
         while (s.step()) {
             stored_row row{static_cast<uint64_t>(s.int64(0)),
@@ -80,13 +95,18 @@ bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
             decode_props(s.blob(5), row.props);  // NULL: none; damaged: none (see buffer.cc)
             out.push_back(std::move(row));
             ++n;
+            bytes += out.back().topic.size() + out.back().payload.size();
+            if (!through && bytes >= max_bytes) {
+                full = true;
+                break;
+            }
         }
     } catch (...) {
         s.reset();
         throw;
     }
     s.reset();
-    return n < limit;
+    return !full && n < limit;
 }
 
 void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) {
@@ -144,6 +164,82 @@ void batch_store::forget(uint64_t first) {
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     erase_.step();
     erase_.reset();
+}
+
+}  // namespace egw::storage
+
+namespace egw::storage {
+
+std::vector<batch_store::multipart_record> batch_store::multipart_records() {
+    open();
+    std::vector<multipart_record> out;
+    mp_list_.bind(1, bit_);
+    try {
+        while (mp_list_.step()) {
+            multipart_record r;
+            r.key = std::string(mp_list_.text(0));
+            r.upload_id = std::string(mp_list_.text(1));
+            r.size = static_cast<uint64_t>(mp_list_.int64(2));
+            r.part_size = static_cast<uint64_t>(mp_list_.int64(3));
+            r.digest = std::string(mp_list_.text(4));
+            out.push_back(std::move(r));
+        }
+    } catch (...) {
+        mp_list_.reset();
+        throw;
+    }
+    mp_list_.reset();
+    for (auto& r : out) {
+        mp_parts_.bind(1, bit_).bind(2, r.key);
+        try {
+            // Parts after a gap are of no use: a resume goes on from the first missing one.
+            while (mp_parts_.step()) {
+                if (mp_parts_.int64(0) != static_cast<int64_t>(r.etags.size()) + 1) break;
+                r.etags.emplace_back(mp_parts_.text(1));
+            }
+        } catch (...) {
+            mp_parts_.reset();
+            throw;
+        }
+        mp_parts_.reset();
+    }
+    return out;
+}
+
+void batch_store::multipart_begin(const std::string& key, const std::string& upload_id,
+                                  uint64_t size, uint64_t part_size, const std::string& digest) {
+    open();
+    transaction t(db_);
+    mp_forget_parts_.bind(1, bit_).bind(2, key);
+    mp_forget_parts_.step();
+    mp_forget_parts_.reset();
+    mp_begin_.bind(1, bit_)
+        .bind(2, key)
+        .bind(3, upload_id)
+        .bind(4, static_cast<int64_t>(size))
+        .bind(5, static_cast<int64_t>(part_size))
+        .bind(6, digest);
+    mp_begin_.step();
+    mp_begin_.reset();
+    t.commit();
+}
+
+void batch_store::multipart_part(const std::string& key, int part, const std::string& etag) {
+    open();
+    mp_part_.bind(1, bit_).bind(2, key).bind(3, part).bind(4, etag);
+    mp_part_.step();
+    mp_part_.reset();
+}
+
+void batch_store::multipart_forget(const std::string& key) {
+    open();
+    transaction t(db_);
+    for (statement* s : {&mp_forget_parts_, &mp_forget_}) {
+        s->bind(1, bit_).bind(2, key);
+        s->step();
+        s->reset();
+    }
+    t.commit();
 }
 
 }  // namespace egw::storage

@@ -8,6 +8,7 @@
 // a time); any worker thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -32,9 +33,13 @@ public:
     // of the ranges recorded as uploaded.
     std::vector<range> open_ranges(uint64_t& uploaded_through);
 
-    // Rows for this sink with after < seq (<= through unless 0), oldest first, at most `limit`.
-    // Returns true when nothing lies beyond them.
-    bool read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out);
+    // Rows for this sink with after < seq (<= through unless 0), oldest first, at most `limit`
+    // and, unless `through` is given (a recorded range is read whole), about `max_bytes` of
+    // topics and payloads (the row that reaches it is the last; at least one row), so that a
+    // backlog of camera frames is not read into memory max_rows at a time. Returns true when
+    // nothing lies beyond them.
+    bool read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out,
+              size_t max_bytes = SIZE_MAX);
 
     // Records [first, last] (before its upload) and forgets the uploaded ranges whose rows are
     // acknowledged for good (last_seq <= acked_through).
@@ -50,6 +55,20 @@ public:
     void split(uint64_t first, range a, range b);
     void forget(uint64_t first);
 
+    // --- S3 multipart uploads under way (tables multipart_uploads, multipart_parts) ---------
+    struct multipart_record {
+        std::string key, upload_id, digest;
+        uint64_t size = 0, part_size = 0;
+        std::vector<std::string> etags;  // parts 1..n stored, in order, without gaps
+    };
+    std::vector<multipart_record> multipart_records();
+    // Replaces any record of `key` by a fresh upload without parts.
+    void multipart_begin(const std::string& key, const std::string& upload_id, uint64_t size,
+                         uint64_t part_size, const std::string& digest);
+    void multipart_part(const std::string& key, int part, const std::string& etag);
+    // The upload completed, was aborted, or is unknown to the service: forget it and its parts.
+    void multipart_forget(const std::string& key);
+
 private:
     void open();
 
@@ -58,6 +77,7 @@ private:
     sync_mode sync_;
     connection db_;
     statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_, dead_;
+    statement mp_list_, mp_parts_, mp_begin_, mp_part_, mp_forget_, mp_forget_parts_;
 };
 
 }  // namespace egw::storage

@@ -128,6 +128,29 @@ const char* const migrations[] = {
     -- row has none (plain ingest). Its bytes count in `size`. Older rows read as NULL.
     ALTER TABLE messages ADD COLUMN props BLOB;
     )sql",
+    // 5 -> 6: S3 multipart uploads under way (gateway/sinks/s3_sink.h, storage/batches.h)
+    R"sql(
+    -- One row per multipart upload a batch sink started and has not completed or aborted, and
+    -- the ETag of each part stored, each recorded before the next request: after a crash the
+    -- upload resumes after its last recorded part instead of starting over. (batches.upload_id
+    -- is not used: one batch may store several objects, each may be a multipart upload.)
+    CREATE TABLE multipart_uploads (
+        bit       INTEGER NOT NULL,   -- the sink
+        key       TEXT    NOT NULL,   -- object key, encoded as in the request path
+        upload_id TEXT    NOT NULL,
+        size      INTEGER NOT NULL,   -- object bytes, part size and the SHA-256 of the parts'
+        part_size INTEGER NOT NULL,   -- SHA-256s: a resume needs all three unchanged
+        digest    TEXT    NOT NULL,
+        PRIMARY KEY (bit, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE multipart_parts (
+        bit  INTEGER NOT NULL,
+        key  TEXT    NOT NULL,
+        part INTEGER NOT NULL,        -- 1-based part number
+        etag TEXT    NOT NULL,        -- as the service returned it, quotes included
+        PRIMARY KEY (bit, key, part)
+    ) WITHOUT ROWID;
+    )sql",
 };
 
 static_assert(std::size(migrations) == schema_version, "one migration per schema version");

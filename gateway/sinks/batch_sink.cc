@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "gateway/log.h"
+#include "gateway/sinks/objects.h"
 
 namespace egw {
 namespace {
@@ -54,6 +55,28 @@ void parse_batch_options(const nlohmann::json& s, const std::string& path, batch
     }
 }
 
+void parse_object_key(const nlohmann::json& s, const std::string& path, batch_options& o,
+                      std::vector<config_problem>& problems) {
+    o.object_key = s.value("object_key", "");
+    if (o.object_key.empty()) return;
+    if (o.object_key.find("{first_seq}") != std::string::npos ||
+        o.object_key.find("{last_seq}") != std::string::npos) {
+        problems.push_back({path + ".object_key",
+                            "{first_seq} and {last_seq} name a batch, not a row: use {seq}"});
+        return;
+    }
+    if (o.object_key.find("{seq}") == std::string::npos) {
+        problems.push_back(
+            {path + ".object_key", "must contain {seq}: every object needs a key of its own"});
+        return;
+    }
+    try {
+        ndjson::key_template t(o.object_key);
+    } catch (const std::invalid_argument& e) {
+        problems.push_back({path + ".object_key", e.what()});
+    }
+}
+
 batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
     : sink(ctx.id, ctx.cfg, ctx.bit),
       gateway_id_(ctx.gateway_id),
@@ -62,6 +85,9 @@ batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
       loop_(ctx.loop),
       opts_(opts),
       key_(opts.key),
+      object_key_(opts.object_key.empty()
+                      ? nullptr
+                      : std::make_shared<const ndjson::key_template>(opts.object_key)),
       machine_(opts.limits),
       store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit,
                                                     ctx.buf.options().sync)) {}
@@ -144,9 +170,9 @@ void batch_sink::execute(batch_machine::action a) {
             auto complete = std::make_shared<bool>(false);
             auto error = std::make_shared<std::string>();
             run_job(
-                [store, rows, complete, error, a] {
+                [store, rows, complete, error, a, max_bytes = machine_.limits().max_bytes] {
                     try {
-                        *complete = store->read(a.after, a.through, a.limit, *rows);
+                        *complete = store->read(a.after, a.through, a.limit, *rows, max_bytes);
                     } catch (const std::exception& e) {
                         *error = e.what();
                     }
@@ -170,6 +196,7 @@ void batch_sink::execute(batch_machine::action a) {
                 std::shared_ptr<std::string> body;
                 size_t ndjson_bytes = 0;
                 std::string key, error;
+                std::vector<object> objects;
             };
             auto r = std::make_shared<result>();
             r->rows = std::move(a.rows);
@@ -179,17 +206,35 @@ void batch_sink::execute(batch_machine::action a) {
             const bool recorded = a.recorded;
             const batch_range range = a.range;
             run_job(
-                [store, r, max_bytes, gzip, acked, recorded, range, gw = gateway_id_, key = key_] {
+                [store, r, max_bytes, gzip, acked, recorded, range, gw = gateway_id_, key = key_,
+                 object_key = object_key_, decoded = decoded_object_names()] {
                     try {
                         std::string text;
                         size_t used = 0;
                         for (const auto& row : r->rows) {
                             const size_t before = text.size();
-                            ndjson::append_line(text, gw, row);
+                            if (object_key && objects::is_object_row(row)) {
+                                // The key depends on the row alone: a retry, a split or a
+                                // restart names the object the same way.
+                                object o;
+                                o.key = object_key->render(
+                                    {gw, row.ts_ms, row.seq, row.seq, row.seq, row.topic});
+                                o.content_type = objects::content_type_of(row);
+                                o.body = std::make_shared<const std::string>(row.payload);
+                                o.seq = row.seq;
+                                objects::append_pointer_line(
+                                    text, gw, row, decoded ? objects::decode_key(o.key) : o.key,
+                                    o.content_type);
+                                r->objects.push_back(std::move(o));
+                            } else {
+                                ndjson::append_line(text, gw, row);
+                            }
                             // max_bytes counts the NDJSON before compression; a recorded range
                             // is sent whole, whatever the limit says now.
                             if (!recorded && used > 0 && text.size() > max_bytes) {
                                 text.resize(before);
+                                if (!r->objects.empty() && r->objects.back().seq == row.seq)
+                                    r->objects.pop_back();
                                 break;
                             }
                             ++used;
@@ -209,6 +254,7 @@ void batch_sink::execute(batch_machine::action a) {
                         r->error = e.what();
                         for (auto& row : r->rows) r->rest.push_back(std::move(row));
                         r->rows.clear();
+                        r->objects.clear();
                     }
                 },
                 [this, r] {
@@ -222,7 +268,7 @@ void batch_sink::execute(batch_machine::action a) {
                     const size_t n = r->rows.size();
                     machine_.on_encoded(std::move(r->rows), std::move(r->rest), now);
                     const auto& c = *machine_.current();
-                    upload_ = upload{c.first, c.last, n, r->body, r->key};
+                    upload_ = upload{c.first, c.last, n, r->body, r->key, std::move(r->objects)};
                     pump();
                 });
             return;
@@ -343,14 +389,14 @@ void batch_sink::upload_done(upload_outcome outcome, std::string error) {
 void batch_sink::uploaded() {
     auto lg = log::get("sink");
     const auto now = clock::now();
-    bytes_uploaded_ += upload_->body->size();
+    const uint64_t bytes = upload_->total_bytes();
+    bytes_uploaded_ += bytes;
     rows_uploaded_ += upload_->rows;
     ++batches_uploaded_;
     cnt_.sent.fetch_add(upload_->rows, std::memory_order_relaxed);
     cnt_.acked.fetch_add(upload_->rows, std::memory_order_relaxed);
     if (opts_.max_bytes_per_s > 0) {
-        not_before_ +=
-            std::chrono::microseconds(upload_->body->size() * 1'000'000 / opts_.max_bytes_per_s);
+        not_before_ += std::chrono::microseconds(bytes * 1'000'000 / opts_.max_bytes_per_s);
     }
     if (machine_.failures() > 0) lg->info("{}: uploading again", cfg_.name);
     last_error_.clear();
@@ -386,8 +432,9 @@ nlohmann::json batch_sink::status() {
         in_flight = {{"first_seq", upload_->first_seq},
                      {"last_seq", upload_->last_seq},
                      {"rows", upload_->rows},
-                     {"bytes", upload_->body->size()},
-                     {"key", upload_->key}};
+                     {"bytes", upload_->total_bytes()},
+                     {"key", upload_->key},
+                     {"objects", upload_->objects.size()}};
     }
     nlohmann::json j = {{"type", cfg_.type},
                         {"state", to_string(machine_.state())},

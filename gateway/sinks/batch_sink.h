@@ -27,11 +27,18 @@ struct batch_options : sink_options {
     std::string key;
     bool gzip = true;
     uint64_t max_bytes_per_s = 0;  // 0: unlimited
+    // Binary payloads become objects of their own under this template (objects.h); empty:
+    // they go into the batch as payload_b64. Types that support it parse it (parse_object_key).
+    std::string object_key;
 };
 
 // Parses the shared keys into `o`; `default_max_rows` etc. come from the type.
 void parse_batch_options(const nlohmann::json& s, const std::string& path, batch_options& o,
                          std::vector<config_problem>& problems);
+// Parses `object_key` into `o` (s3 and dir): a template of the row alone ({topic}, {seq}, ...),
+// never of the batch's range, so that a retry after a split keeps every object's key.
+void parse_object_key(const nlohmann::json& s, const std::string& path, batch_options& o,
+                      std::vector<config_problem>& problems);
 
 class batch_sink : public sink {
 public:
@@ -52,11 +59,24 @@ public:
     void on_reload() override { machine_.on_reload(); }
 
 protected:
+    // A binary row stored as an object of its own, before the batch that points to it.
+    struct object {
+        std::string key;  // encoded ([A-Za-z0-9/._-] and %XX), as in a URL path or file name
+        std::string content_type;
+        std::shared_ptr<const std::string> body;
+        uint64_t seq = 0;
+    };
     struct upload {
         uint64_t first_seq, last_seq;
         size_t rows;
         std::shared_ptr<const std::string> body;  // compressed unless compression is none
         std::string key;
+        std::vector<object> objects;  // in seq order; stored before the batch object
+        uint64_t total_bytes() const {
+            uint64_t n = body->size();
+            for (const auto& o : objects) n += o.body->size();
+            return n;
+        }
     };
     // Starts the transfer of `u`; the type calls upload_done() exactly once, on the loop.
     virtual void start_upload(const upload& u) = 0;
@@ -66,6 +86,9 @@ protected:
     virtual bool marks_uploaded_itself() const { return false; }
     // Extra status fields of the type.
     virtual void add_status(nlohmann::json&) {}
+    // How a pointer line names an object: false, its encoded key (a file name under dir's
+    // path); true, the key decoded (what an S3 service stores for the encoded URL path).
+    virtual bool decoded_object_names() const { return false; }
 
     // A unit of work for the pool: `run` on a worker, `done` back on the loop unless the sink
     // is gone by then.
@@ -89,6 +112,7 @@ private:
     uv_loop_t* loop_;
     batch_options opts_;
     ndjson::key_template key_;
+    std::shared_ptr<const ndjson::key_template> object_key_;  // null: no objects of their own
     batch_machine machine_;
     std::shared_ptr<storage::batch_store> store_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

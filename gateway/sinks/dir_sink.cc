@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <tuple>
+#include <vector>
 
 #include "gateway/log.h"
 
@@ -65,6 +68,7 @@ void parse_dir_sink(const nlohmann::json& s, const std::string& path, const conf
     auto o = std::make_shared<dir_options>();
     o->limits.max_delay = std::chrono::milliseconds(60000);
     parse_batch_options(s, path, *o, problems);
+    parse_object_key(s, path, *o, problems);
     o->path = s.at("path").get<std::string>();
     o->max_bytes = s.value("max_bytes", uint64_t{0});
     if (o->path.empty() || o->path.front() != '/') {
@@ -80,6 +84,17 @@ std::unique_ptr<sink> make_dir_sink(const sink_context& ctx) {
 dir_sink::dir_sink(const sink_context& ctx, const dir_options& opts)
     : batch_sink(ctx, opts), opts_(opts) {}
 
+void dir_sink::index::put(const std::string& name, uint64_t size) {
+    auto [it, fresh] = files.try_emplace(name, 0, 0);
+    if (!fresh) {
+        bytes -= it->second.first;
+        by_age.erase({it->second.second, name});
+    }
+    it->second = {size, ++age};
+    by_age.insert({age, name});
+    bytes += size;
+}
+
 void dir_sink::start_upload(const upload& u) {
     struct result {
         upload_outcome outcome = upload_outcome::ok;
@@ -93,6 +108,8 @@ void dir_sink::start_upload(const upload& u) {
                 if (!idx->scanned) {
                     std::error_code ec;
                     fs::create_directories(root, ec);
+                    // Oldest first by modification time (then name), as they were written.
+                    std::vector<std::tuple<fs::file_time_type, std::string, uint64_t>> found;
                     for (auto it = fs::recursive_directory_iterator(root, ec);
                          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
                         if (it->path().filename() == ".tmp") {
@@ -100,36 +117,40 @@ void dir_sink::start_upload(const upload& u) {
                             continue;
                         }
                         if (!it->is_regular_file()) continue;
-                        const uint64_t size = it->file_size();
-                        idx->files[fs::relative(it->path(), root).string()] = size;
-                        idx->bytes += size;
+                        found.emplace_back(it->last_write_time(),
+                                           fs::relative(it->path(), root).string(),
+                                           it->file_size());
                     }
+                    std::sort(found.begin(), found.end());
+                    for (const auto& [mtime, name, size] : found) idx->put(name, size);
                     idx->scanned = true;
                 }
                 const fs::path tmp_dir = root / ".tmp";
-                const fs::path final = root / u.key;
                 fs::create_directories(tmp_dir);
-                fs::create_directories(final.parent_path());
-                std::string tmp_name = u.key;
-                for (char& c : tmp_name) {
-                    if (c == '/') c = '_';
-                }
-                write_atomically(tmp_dir / tmp_name, final, *u.body);
+                const uint64_t written_after = idx->age;
+                auto put = [&](const std::string& key, const std::string& body) {
+                    const fs::path final = root / key;
+                    fs::create_directories(final.parent_path());
+                    std::string tmp_name = key;
+                    for (char& c : tmp_name) {
+                        if (c == '/') c = '_';
+                    }
+                    write_atomically(tmp_dir / tmp_name, final, body);
+                    idx->put(key, body.size());
+                };
+                // Objects first: a batch file never points to a file that is not there yet.
+                for (const auto& o : u.objects) put(o.key, *o.body);
+                put(u.key, *u.body);
                 store->mark_uploaded(u.first_seq);
-                auto [it, fresh] = idx->files.emplace(u.key, u.body->size());
-                if (!fresh) {
-                    idx->bytes -= it->second;
-                    it->second = u.body->size();
-                }
-                idx->bytes += u.body->size();
-                // The oldest go first; the file just written always stays.
-                while (cap > 0 && idx->bytes > cap && idx->files.size() > 1) {
-                    auto oldest = idx->files.begin();
-                    if (oldest->first == u.key) break;
+                // The oldest go first; the files just written always stay.
+                while (cap > 0 && idx->bytes > cap && !idx->by_age.empty()) {
+                    const auto oldest = *idx->by_age.begin();
+                    if (oldest.first > written_after) break;
                     std::error_code ec;
-                    fs::remove(root / oldest->first, ec);
-                    idx->bytes -= oldest->second;
-                    idx->files.erase(oldest);
+                    fs::remove(root / oldest.second, ec);
+                    idx->bytes -= idx->files[oldest.second].first;
+                    idx->files.erase(oldest.second);
+                    idx->by_age.erase(idx->by_age.begin());
                     ++r->removed;
                 }
                 r->dir_bytes = idx->bytes;

@@ -41,7 +41,7 @@ std::string query(std::vector<std::pair<std::string, std::string>> params) {
     return out;
 }
 
-std::string sha256_hex(const std::string& data) {
+std::string sha256_hex(std::string_view data) {
     unsigned char digest[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
     static constexpr char hex[] = "0123456789abcdef";
@@ -54,8 +54,7 @@ std::string sha256_hex(const std::string& data) {
 }
 
 curl_slist* prepare(CURL* easy, const request& r, std::string& userpwd) {
-    static const std::string empty;
-    const std::string& body = r.body ? *r.body : empty;
+    const std::string_view body = r.body ? std::string_view(*r.body) : r.slice;
     curl_slist* headers = nullptr;
     const std::string hash =
         "x-amz-content-sha256: " + (r.payload_sha256.empty() ? sha256_hex(body) : r.payload_sha256);
@@ -73,7 +72,8 @@ curl_slist* prepare(CURL* easy, const request& r, std::string& userpwd) {
     if (r.method == "PUT" || r.method == "POST") {
         // POSTFIELDS: curl sends the body and its length; an empty body still gets
         // Content-Length: 0, which S3 wants on PUT and POST.
-        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data());
+        // Never a null pointer: curl would take it for "no body" and drop Content-Length.
+        curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.data() ? body.data() : "");
         curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
     } else if (r.method == "HEAD") {
         curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);

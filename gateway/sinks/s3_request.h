@@ -19,6 +19,7 @@
 #include <curl/curl.h>
 
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,14 +29,15 @@ namespace egw::s3 {
 // (RFC 3986 unreserved kept), `name=` for an empty value. Empty input gives "".
 std::string query(std::vector<std::pair<std::string, std::string>> params);
 
-std::string sha256_hex(const std::string& data);
+std::string sha256_hex(std::string_view data);
 
 struct request {
     std::string method = "PUT";
     std::string url;  // already encoded: endpoint, bucket, key, "?" + query(...)
     std::string region;
-    const std::string* body = nullptr;  // null: empty body
-    std::string payload_sha256;         // hex; computed from body when empty
+    const std::string* body = nullptr;  // null: `slice` (a multipart part), else empty
+    std::string_view slice;
+    std::string payload_sha256;  // hex; computed from body when empty
     std::string access_key, secret_key, session_token;
     std::vector<std::string> headers;  // extra "Name: value" lines (Content-Type, ...)
 };

@@ -11,8 +11,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <regex>
 #include <set>
@@ -256,6 +258,169 @@ TEST_F(dir_sink_test, AFullDiskIsAnErrorStateAndDrainsOnceThereIsRoom) {
     ASSERT_TRUE(gw.reload());  // SIGHUP retries a sink in error at once
     ASSERT_TRUE(wait_drained(30s)) << gw.last_status();
     expect_exactly_once(read_archive(archive_dir(), false), "d4", 2000, 200);
+}
+
+// A JPEG-looking binary payload (invalid UTF-8) that carries its index.
+std::string frame(size_t i, size_t size) {
+    std::string p("\xFF\xD8\xFF\xE0#", 5);
+    p += std::to_string(i) + "#";
+    uint32_t x = static_cast<uint32_t>(i) + 7;
+    while (p.size() < size) {
+        x = x * 1664525u + 1013904223u;
+        p += static_cast<char>(x >> 24);
+    }
+    return p;
+}
+
+struct object_files {
+    std::map<uint64_t, std::string> objects;     // seq -> relative name
+    std::map<std::string, std::string> batches;  // relative name -> text
+};
+
+object_files list_object_files(const fs::path& root) {
+    object_files f;
+    const std::regex object_name(R"(gw-it/objects/.+/(\d{20}))");
+    for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
+         ++it) {
+        if (it->path().filename() == ".tmp") {
+            it.disable_recursion_pending();
+            continue;
+        }
+        if (!it->is_regular_file()) continue;
+        const std::string rel = fs::relative(it->path(), root).string();
+        std::smatch m;
+        if (std::regex_match(rel, m, object_name)) {
+            f.objects[std::stoull(m[1])] = rel;
+        } else {
+            f.batches[rel] = read_file(it->path());
+        }
+    }
+    return f;
+}
+
+TEST_F(dir_sink_test, BinaryRowsBecomeFilesOfTheirOwnWrittenBeforeTheBatchFileNamingThem) {
+    start_brokers();
+    auto& gw = start_gateway(dir_config({{"compression", "none"},
+                                         {"object_key", "{gateway_id}/objects/{topic}/{seq}"},
+                                         {"batch", {{"max_rows", 20}, {"max_delay_ms", 100}}}}));
+    auto& dev = connect_device();
+    std::set<std::string> frames;
+    for (size_t i = 0; i < 90; ++i) {
+        if (i % 3 == 2) {
+            dev.publish("devices/d5/telemetry/t", numbered_payload("d5", i));
+        } else {
+            frames.insert(frame(i, 2000 + i));
+            dev.publish("devices/cam 1/telemetry/frame", frame(i, 2000 + i));
+        }
+    }
+    dev.flush(30s);
+    ASSERT_TRUE(wait_drained(30s)) << gw.last_status();
+    const object_files f = list_object_files(archive_dir());
+    EXPECT_TRUE(fs::is_empty(archive_dir() / ".tmp"));
+    size_t pointers = 0, inline_rows = 0;
+    std::set<std::string> seen;
+    for (const auto& [name, text] : f.batches) {
+        const auto batch_time = fs::last_write_time(archive_dir() / name);
+        std::istringstream lines(text);
+        for (std::string line; std::getline(lines, line);) {
+            const json j = json::parse(line);
+            if (j.contains("payload")) {
+                ++inline_rows;
+                continue;
+            }
+            ++pointers;
+            // Named relative to path, percent-encoded like every file name.
+            const std::string object = j["object"];
+            const uint64_t seq = j["seq"];
+            EXPECT_EQ(object, "gw-it/objects/devices/cam%201/telemetry/frame/" +
+                                  std::string(20 - std::to_string(seq).size(), '0') +
+                                  std::to_string(seq));
+            ASSERT_TRUE(f.objects.count(seq)) << line;
+            EXPECT_EQ(f.objects.at(seq), object);
+            const std::string body = read_file(archive_dir() / object);
+            EXPECT_EQ(frames.count(body), 1u) << object;
+            seen.insert(body);
+            EXPECT_EQ(j["content_type"], "image/jpeg");
+            EXPECT_EQ(j["bytes"], body.size());
+            EXPECT_LE(fs::last_write_time(archive_dir() / object), batch_time)
+                << object << " was written after the batch file naming it";
+        }
+    }
+    EXPECT_EQ(inline_rows, 30u);
+    EXPECT_EQ(pointers, frames.size());
+    EXPECT_EQ(seen.size(), frames.size());
+    EXPECT_EQ(f.objects.size(), frames.size());
+}
+
+TEST_F(dir_sink_test, TheCapRemovesObjectFilesAndBatchFilesOldestFirst) {
+    start_brokers();
+    auto& gw = start_gateway(dir_config({{"compression", "none"},
+                                         {"max_bytes", 60000},
+                                         {"object_key", "{gateway_id}/objects/{topic}/{seq}"},
+                                         {"batch", {{"max_rows", 10}, {"max_delay_ms", 50}}}}));
+    auto& dev = connect_device();
+    for (size_t i = 0; i < 200; ++i) dev.publish("devices/cam2/telemetry/frame", frame(i, 3000));
+    dev.flush(30s);
+    ASSERT_TRUE(wait_drained(30s)) << gw.last_status();
+    const object_files f = list_object_files(archive_dir());
+    uint64_t bytes = 0;
+    for (const auto& [seq, name] : f.objects) bytes += fs::file_size(archive_dir() / name);
+    for (const auto& [name, text] : f.batches) bytes += text.size();
+    EXPECT_LE(bytes, 60000u + 10 * 3200) << "the newest batch and its objects always stay";
+    ASSERT_FALSE(f.objects.empty());
+    ASSERT_FALSE(f.batches.empty());
+    // What is left is the newest: the object files form a run up to the last row, and every
+    // remaining batch file but possibly the oldest still has all its objects.
+    const uint64_t last = f.objects.rbegin()->first;
+    EXPECT_EQ(f.objects.size(), last - f.objects.begin()->first + 1);
+    size_t incomplete = 0;
+    for (const auto& [name, text] : f.batches) {
+        std::istringstream lines(text);
+        bool complete = true;
+        for (std::string line; std::getline(lines, line);) {
+            if (!f.objects.count(json::parse(line)["seq"].get<uint64_t>())) complete = false;
+        }
+        if (!complete) ++incomplete;
+    }
+    EXPECT_LE(incomplete, 1u);
+    auto s = gw.status_json();
+    ASSERT_TRUE(s);
+    EXPECT_GT(json_at(*s, "sinks/archive/files_removed").get<int64_t>(), 0);
+}
+
+TEST_F(dir_sink_test, MaxBytesPerSecondKeepsTheWriteRateJustUnderTheLimit) {
+    start_brokers();
+    constexpr double rate = 200000;
+    auto& gw = start_gateway(dir_config({{"compression", "none"},
+                                         {"max_bytes_per_s", static_cast<int64_t>(rate)},
+                                         {"batch", {{"max_rows", 400}, {"max_delay_ms", 100}}}}));
+    auto& dev = connect_device();
+    const auto started = std::chrono::steady_clock::now();
+    publish_n(dev, "d6", 0, 4000, 200);  // about 1.2 MB of NDJSON: 6 s at the limit
+    ASSERT_TRUE(wait_drained(60s)) << gw.last_status();
+    const double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    const archive a = read_archive(archive_dir(), false);
+    expect_exactly_once(a, "d6", 4000, 200);
+    std::vector<std::string> files = a.files;
+    std::sort(files.begin(), files.end());  // by first_seq: the order they were written
+    ASSERT_GE(files.size(), 8u);
+    // Upload k+1 starts bytes(k) / rate after upload k started, so the files' completion times
+    // are spaced by the previous file's size: measure over files 2..n, whatever the size of the
+    // first (cut by max_delay_ms while the backlog built) and of the last.
+    uint64_t bytes = 0;
+    for (size_t k = 1; k + 1 < files.size(); ++k) bytes += fs::file_size(archive_dir() / files[k]);
+    const double secs =
+        std::chrono::duration<double>(fs::last_write_time(archive_dir() / files.back()) -
+                                      fs::last_write_time(archive_dir() / files[1]))
+            .count();
+    ASSERT_GT(secs, 0);
+    const double measured = static_cast<double>(bytes) / secs;
+    std::cout << "max_bytes_per_s " << rate << ": measured " << measured << " B/s over " << secs
+              << " s (" << files.size() << " files, drain " << elapsed << " s)\n";
+    // Never above; below by at most the 50 ms tick that starts the next upload, per batch.
+    EXPECT_GT(measured, 0.85 * rate);
+    EXPECT_LT(measured, 1.03 * rate);
 }
 
 }  // namespace

@@ -10,162 +10,40 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
+#include <set>
 #include <sstream>
 
-#include "integration/gateway_test_fixture.h"
-#include "support/child_process.h"
+#include "integration/s3_fixture.h"
 
 namespace egw::test {
 namespace {
 
-namespace fs = std::filesystem;
+class s3_sink_test : public s3_test {};
 
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+// Binary payloads that carry their index after a magic number, so that a stored object can be
+// matched to what was published: JPEG (FF D8 FF), PNG (its 8-byte signature) or neither. Each is
+// invalid UTF-8 (0xFF / 0xFE bytes), so it goes to an object of its own.
+std::string binary_payload(int kind, size_t i, size_t size = 3000) {
+    std::string p = kind == 0   ? std::string("\xFF\xD8\xFF\xE0", 4)
+                    : kind == 1 ? std::string("\x89PNG\r\n\x1A\n", 8)
+                                : std::string("\0\xFE\x01", 3);
+    p += "#" + std::to_string(i) + "#";
+    uint32_t x = static_cast<uint32_t>(i) * 2654435761u + 1;
+    while (p.size() < size) {
+        x = x * 1664525u + 1013904223u;
+        p += static_cast<char>(x >> 24);
+    }
+    return p;
 }
 
-void write(const fs::path& p, const std::string& text) {
-    std::ofstream(p.string() + ".tmp", std::ios::binary) << text;
-    fs::rename(p.string() + ".tmp", p);
+const char* content_type_of_kind(int kind) {
+    return kind == 0 ? "image/jpeg" : kind == 1 ? "image/png" : "application/octet-stream";
 }
-
-std::string gunzip(const std::string& data) {
-    z_stream z{};
-    inflateInit2(&z, 15 + 16);
-    std::string out;
-    char buf[65536];
-    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-    z.avail_in = static_cast<uInt>(data.size());
-    int rc;
-    do {
-        z.next_out = reinterpret_cast<Bytef*>(buf);
-        z.avail_out = sizeof buf;
-        rc = inflate(&z, Z_NO_FLUSH);
-        out.append(buf, sizeof buf - z.avail_out);
-    } while (rc == Z_OK);
-    inflateEnd(&z);
-    if (rc != Z_STREAM_END) throw std::runtime_error("not a complete gzip stream");
-    return out;
-}
-
-constexpr const char* k_bucket = "site-data";
-
-class s3_sink_test : public gateway_test {
-protected:
-    void SetUp() override {
-        if (!fs::exists(fs::path(EGW_S3_DIR) / "node_modules/@20minutes/s3rver")) {
-            GTEST_SKIP() << "the S3 stand-in is not installed: npm install --prefix tests/s3";
-        }
-    }
-
-    fs::path s3_dir() const { return tmp_.path() / "s3"; }
-
-    void start_s3(int port = 0) {
-        fs::create_directories(s3_dir());
-        fs::remove(s3_dir() / "port");
-        server_ = child_process::spawn({"/usr/bin/node", "--openssl-legacy-provider",
-                                        (fs::path(EGW_S3_DIR) / "server.js").string(),
-                                        s3_dir().string(), k_bucket, std::to_string(port)},
-                                       s3_dir() / "stdout.log", s3_dir() / "stderr.log");
-        ASSERT_TRUE(poll_until([&] { return fs::exists(s3_dir() / "port"); }, 20s))
-            << slurp(s3_dir() / "stderr.log");
-        port_ = std::stoi(slurp(s3_dir() / "port"));
-    }
-
-    std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-    json s3_config(const fs::path& creds) {
-        json c = base_config();
-        c["sinks"] = {{"bucket",
-                       {{"type", "s3"},
-                        {"endpoint", endpoint()},
-                        {"region", "us-east-1"},
-                        {"bucket", k_bucket},
-                        {"path_style", true},
-                        {"credentials_file", creds.string()},
-                        {"batch", {{"max_rows", 100}, {"max_delay_ms", 200}}},
-                        {"backoff", {{"initial_ms", 100}, {"max_ms", 500}}}}}};
-        c["routes"] = json::array({{{"from", k_telemetry_filter}, {"to", {"bucket"}}}});
-        return c;
-    }
-
-    bool wait_drained(std::chrono::milliseconds timeout) {
-        return gateway_
-            ->wait_until(
-                [](const json& s) {
-                    return json_at(s, "sinks/bucket/rows_waiting") == 0 &&
-                           json_at(s, "sinks/bucket/batch_in_flight").is_null();
-                },
-                timeout)
-            .has_value();
-    }
-
-    // The bucket as an independent client (rclone) sees it: key -> object bytes.
-    std::map<std::string, std::string> list_bucket() {
-        const fs::path out = tmp_.path() / "rclone-copy";
-        fs::remove_all(out);
-        const std::string cmd =
-            "env -u AWS_CA_BUNDLE RCLONE_CONFIG_EGW_TYPE=s3 RCLONE_CONFIG_EGW_PROVIDER=Other "
-            "RCLONE_CONFIG_EGW_ACCESS_KEY_ID=S3RVER RCLONE_CONFIG_EGW_SECRET_ACCESS_KEY=S3RVER "
-            "RCLONE_CONFIG_EGW_ENDPOINT=" +
-            endpoint() +
-            " RCLONE_CONFIG_EGW_FORCE_PATH_STYLE=true rclone copy --fast-list egw:" + k_bucket +
-            " " + out.string() + " >" + (tmp_.path() / "rclone.log").string() + " 2>&1";
-        EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(tmp_.path() / "rclone.log");
-        std::map<std::string, std::string> objects;
-        if (!fs::exists(out)) return objects;
-        for (const auto& e : fs::recursive_directory_iterator(out)) {
-            if (e.is_regular_file())
-                objects[fs::relative(e.path(), out).string()] = slurp(e.path());
-        }
-        return objects;
-    }
-
-    void expect_each_once(const std::string& device, size_t n) {
-        const std::regex name(R"(gw-it/\d{4}/\d{2}/\d{2}/(\d{20})-(\d{20})\.ndjson\.gz)");
-        std::map<std::string, int> seen;
-        for (const auto& [key, bytes] : list_bucket()) {
-            std::smatch m;
-            ASSERT_TRUE(std::regex_match(key, m, name)) << key;
-            std::istringstream lines(gunzip(bytes));
-            std::string line;
-            while (std::getline(lines, line)) {
-                json j = json::parse(line);
-                EXPECT_GE(j["seq"].get<uint64_t>(), std::stoull(m[1]));
-                EXPECT_LE(j["seq"].get<uint64_t>(), std::stoull(m[2]));
-                ++seen[j["payload"].get<std::string>()];
-            }
-        }
-        size_t missing = 0, doubled = 0;
-        for (size_t i = 0; i < n; ++i) {
-            auto it = seen.find(numbered_payload(device, i));
-            if (it == seen.end()) {
-                ++missing;
-            } else if (it->second != 1) {
-                ++doubled;
-            }
-        }
-        EXPECT_EQ(missing, 0u);
-        EXPECT_EQ(doubled, 0u);
-    }
-
-    void publish_n(test_publisher& dev, const std::string& device, size_t n) {
-        for (size_t i = 0; i < n; ++i) {
-            dev.publish("devices/" + device + "/telemetry/t", numbered_payload(device, i));
-        }
-        dev.flush(30s);
-    }
-
-    child_process server_;
-    int port_ = 0;
-};
 
 TEST_F(s3_sink_test, BatchesLandAsSignedObjectsEachRowOnceAsRcloneSeesIt) {
     start_s3();
@@ -240,6 +118,132 @@ TEST_F(s3_sink_test, TheS3StandInDownDuringABacklogThenBack) {
     start_s3(port);
     ASSERT_TRUE(wait_drained(60s)) << gw.last_status();
     expect_each_once("s3", 800);
+}
+
+TEST_F(s3_sink_test, BinaryRowsBecomeObjectsStoredBeforeTheirBatchAndARetryKeepsTheirKeys) {
+    start_s3();
+    const fs::path creds = tmp_.path() / "s3.credentials";
+    write(creds, "[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n");
+    // The first two batch PUTs fail: the retries store the objects again, under the same keys.
+    set_faults(json::array(
+        {{{"method", "PUT"}, {"match", R"(\.ndjson\.gz$)"}, {"status", 500}, {"count", 2}}}));
+    start_brokers();
+    json c = s3_config(creds);
+    c["sinks"]["bucket"]["object_key"] = "{gateway_id}/objects/{topic}/{seq}";
+    auto& gw = start_gateway(c);
+    auto& dev = connect_device();
+    // Topics with a space and a colon: keys outside [A-Za-z0-9/._-] are percent-encoded.
+    const std::string topics[3] = {"devices/cam 1/telemetry/frame", "devices/cam2/telemetry/img:x",
+                                   "devices/raw/telemetry/blob"};
+    std::map<std::string, int> binaries;  // payload -> kind
+    std::set<std::string> texts;
+    for (size_t i = 0; i < 60; ++i) {
+        if (i % 4 == 3) {
+            const std::string text = json({{"n", i}}).dump();
+            texts.insert(text);
+            dev.publish("devices/s1/telemetry/t", text);
+            continue;
+        }
+        const int kind = static_cast<int>(i % 4);
+        const std::string p = binary_payload(kind, i);
+        binaries[p] = kind;
+        dev.publish(topics[kind], p);
+    }
+    dev.flush(30s);
+    ASSERT_TRUE(wait_drained(60s)) << gw.last_status();
+
+    const auto bucket = list_bucket();  // rclone: decoded key -> bytes
+    const std::regex batch_name(R"(gw-it/\d{4}/\d{2}/\d{2}/(\d{20})-(\d{20})\.ndjson\.gz)");
+    std::map<std::string, int> object_lines;  // object key -> pointer lines naming it
+    std::map<std::string, int> payload_seen;
+    size_t inline_rows = 0, batches = 0;
+    for (const auto& [key, bytes] : bucket) {
+        if (!std::regex_match(key, batch_name)) continue;
+        ++batches;
+        std::istringstream lines(gunzip(bytes));
+        for (std::string line; std::getline(lines, line);) {
+            const json j = json::parse(line);
+            if (j.contains("payload")) {
+                ++inline_rows;
+                EXPECT_EQ(texts.count(j["payload"].dump()), 1u) << line;
+                continue;
+            }
+            ASSERT_TRUE(j.contains("object")) << line;
+            EXPECT_FALSE(j.contains("payload_b64")) << line;
+            const std::string object = j["object"];
+            const std::string expected_key =
+                std::string("gw-it/objects/") + j["topic"].get<std::string>() + "/" +
+                std::string(20 - std::to_string(j["seq"].get<uint64_t>()).size(), '0') +
+                std::to_string(j["seq"].get<uint64_t>());
+            EXPECT_EQ(object, expected_key);
+            ++object_lines[object];
+            ASSERT_EQ(bucket.count(object), 1u) << "no object " << object;
+            const std::string& body = bucket.at(object);
+            ASSERT_EQ(binaries.count(body), 1u) << object << " holds other bytes";
+            ++payload_seen[body];
+            EXPECT_EQ(j["content_type"], content_type_of_kind(binaries.at(body))) << line;
+            EXPECT_EQ(j["bytes"], body.size());
+        }
+    }
+    EXPECT_GE(batches, 1u);
+    EXPECT_EQ(inline_rows, texts.size());
+    EXPECT_EQ(payload_seen.size(), binaries.size()) << "every binary row once";
+    for (const auto& [p, n] : payload_seen) EXPECT_EQ(n, 1);
+    // Nothing but the batches and one object per binary row.
+    EXPECT_EQ(bucket.size(), batches + binaries.size());
+
+    // An independent signer (curl --aws-sigv4) sees each kind's content type and bytes.
+    for (const auto& [object, n] : object_lines) EXPECT_EQ(n, 1) << object;
+    const std::string encoded[3] = {"devices/cam%201/telemetry/frame",
+                                    "devices/cam2/telemetry/img%3Ax", "devices/raw/telemetry/blob"};
+    for (int kind = 0; kind < 3; ++kind) {
+        const auto it = std::find_if(object_lines.begin(), object_lines.end(), [&](const auto& o) {
+            return o.first.find(topics[kind]) != std::string::npos;
+        });
+        ASSERT_NE(it, object_lines.end());
+        const std::string seq = it->first.substr(it->first.size() - 20);
+        const auto f = curl_get("gw-it/objects/" + encoded[kind] + "/" + seq);
+        EXPECT_EQ(f.status, 200) << f.body;
+        EXPECT_EQ(f.body, bucket.at(it->first));
+        EXPECT_NE(f.headers.find(std::string("Content-Type: ") + content_type_of_kind(kind)),
+                  std::string::npos)
+            << f.headers;
+    }
+
+    // Each object went up before the batch naming it, and every attempt used the same key.
+    const std::regex object_put(R"(PUT /site-data/gw-it/objects/\S+/(\d{20}) signed .*)");
+    const std::regex batch_put(
+        R"(PUT /site-data/gw-it/\S+/(\d{20})-(\d{20})\.ndjson\.gz signed \S+( .*)?)");
+    std::map<uint64_t, std::set<std::string>> keys_of_seq;
+    std::map<uint64_t, size_t> first_put_of_seq;
+    size_t failed_batches = 0;
+    const auto log = requests();
+    for (size_t n = 0; n < log.size(); ++n) {
+        std::smatch m;
+        if (std::regex_match(log[n], m, object_put)) {
+            const uint64_t seq = std::stoull(m[1]);
+            keys_of_seq[seq].insert(log[n].substr(0, log[n].find(" signed")));
+            first_put_of_seq.emplace(seq, n);
+        } else if (std::regex_match(log[n], m, batch_put)) {
+            if (m[3].matched) ++failed_batches;
+            for (uint64_t seq = std::stoull(m[1]); seq <= std::stoull(m[2]); ++seq) {
+                if (first_put_of_seq.count(seq)) {
+                    EXPECT_LT(first_put_of_seq[seq], n) << "seq " << seq;
+                }
+            }
+        }
+    }
+    EXPECT_EQ(failed_batches, 2u);
+    EXPECT_EQ(keys_of_seq.size(), binaries.size());
+    size_t retried = 0;
+    for (const auto& [seq, keys] : keys_of_seq) EXPECT_EQ(keys.size(), 1u) << "seq " << seq;
+    for (const auto& l : log) {
+        if (std::regex_match(l, object_put)) ++retried;
+    }
+    EXPECT_GT(retried, binaries.size()) << "the failed batches' objects went up again";
+    auto st = gw.status_json();
+    ASSERT_TRUE(st);
+    EXPECT_EQ(json_at(*st, "sinks/bucket/rows_uploaded"), 60);
 }
 
 }  // namespace

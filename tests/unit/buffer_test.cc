@@ -2,6 +2,7 @@
 // The buffer against real SQLite files: order, acknowledgement, exact byte accounting, the
 // three when_full policies, crash recovery and a corrupt file.
 #include "storage/buffer.h"
+#include "storage/batches.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -51,6 +52,28 @@ TEST_F(buffer_test, rows_come_back_in_sequence_order_byte_exact) {
     EXPECT_EQ(rows[2].topic, "t/3");
     EXPECT_EQ(b.total().rows, 3);
     EXPECT_EQ(b.total().bytes, static_cast<int64_t>(3 + 3 + 256 + 3 + 5));
+}
+
+TEST_F(buffer_test, a_batch_sink_reads_a_backlog_of_large_rows_a_few_at_a_time) {
+    buffer b(opts_);
+    const int bit = b.sink_bit("archive");
+    for (int i = 0; i < 10; ++i)
+        b.append("cam", std::string(1000, 'x'), uint64_t{1} << bit, 1000, nullptr);
+    batch_store store(opts_.path, bit);
+    std::vector<stored_row> rows;
+    // About 2500 bytes: the third row reaches it and is the last.
+    EXPECT_FALSE(store.read(0, 0, 100, rows, 2500));
+    ASSERT_EQ(rows.size(), 3u);
+    EXPECT_EQ(rows.back().seq, 3u);
+    rows.clear();
+    EXPECT_FALSE(store.read(0, 0, 100, rows, 10)) << "at least one row";
+    EXPECT_EQ(rows.size(), 1u);
+    rows.clear();
+    EXPECT_TRUE(store.read(0, 8, 100, rows, 10)) << "a recorded range is read whole";
+    EXPECT_EQ(rows.size(), 8u);
+    rows.clear();
+    EXPECT_TRUE(store.read(0, 0, 100, rows)) << "no byte bound by default";
+    EXPECT_EQ(rows.size(), 10u);
 }
 
 TEST_F(buffer_test, a_full_batch_vouches_only_for_what_it_returned) {

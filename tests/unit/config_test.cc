@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/config.h"
 
+#include "gateway/sinks/dir_sink.h"
+#include "gateway/sinks/s3_sink.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -113,6 +116,52 @@ TEST(config, malformed_json_is_one_clear_problem) {
     auto ps = problems_of("{ \"gateway_id\": ");
     ASSERT_EQ(ps.size(), 1u);
     EXPECT_NE(ps[0].message.find("not valid JSON"), std::string::npos);
+}
+
+// The issue's s3 and dir sinks with object_key (files that exist for the paths it checks).
+std::string with_object_sinks(const std::string& object_key, const std::string& extra = "") {
+    std::string text = issue_config;
+    const std::string sinks = R"(
+    "bucket": {
+      "type": "s3", "endpoint": "https://s3.eu-central-1.amazonaws.com", "region": "eu-central-1",
+      "bucket": "site-data", "path_style": false,
+      "key": "{gateway_id}/{yyyy}/{mm}/{dd}/{first_seq}-{last_seq}.ndjson.gz",
+      "object_key": ")" + object_key +
+                              R"(",
+      "credentials_file": "/etc/hostname",
+      "batch": { "max_rows": 10000, "max_bytes": 8388608, "max_delay_ms": 5000 },
+      "compression": "gzip", "tls": { "ca_file": "/etc/hostname", "verify": true })" +
+                              extra + R"(
+    },
+    "archive": { "type": "dir", "path": "/var/lib/edge-gateway/archive",
+                 "object_key": ")" +
+                              object_key + R"(" },)";
+    text.insert(text.find("\"cloud\": {"), sinks);
+    return text;
+}
+
+TEST(config, object_key_as_in_the_contract_on_s3_and_dir) {
+    const config c =
+        parse_config(with_object_sinks("{gateway_id}/objects/{topic}/{seq}"), "test.json");
+    const auto& s3 = static_cast<const s3_options&>(*c.sinks.at("bucket").options);
+    EXPECT_EQ(s3.object_key, "{gateway_id}/objects/{topic}/{seq}");
+    EXPECT_EQ(s3.part_bytes, 8u << 20);
+    const auto& dir = static_cast<const dir_options&>(*c.sinks.at("archive").options);
+    EXPECT_EQ(dir.object_key, "{gateway_id}/objects/{topic}/{seq}");
+    // A batch's range is no name for an object (a split changes it); {seq} is required.
+    EXPECT_TRUE(has(problems_of(with_object_sinks("{gateway_id}/{first_seq}/{seq}")),
+                    "sinks.bucket.object_key"));
+    EXPECT_TRUE(has(problems_of(with_object_sinks("{gateway_id}/objects/{topic}")),
+                    "sinks.archive.object_key"));
+    EXPECT_TRUE(has(problems_of(with_object_sinks("{gateway_id}/{what}/{seq}")),
+                    "sinks.bucket.object_key"));
+    // S3 refuses parts under 5 MiB (but the last).
+    EXPECT_TRUE(
+        has(problems_of(with_object_sinks("{gateway_id}/o/{seq}", R"(, "part_bytes": 1048576)")),
+            "sinks.bucket.part_bytes"));
+    const config big = parse_config(
+        with_object_sinks("{gateway_id}/o/{seq}", R"(, "part_bytes": 5242880)"), "test.json");
+    EXPECT_EQ(static_cast<const s3_options&>(*big.sinks.at("bucket").options).part_bytes, 5242880u);
 }
 
 }  // namespace

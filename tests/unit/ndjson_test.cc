@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/sinks/ndjson.h"
 
+#include "gateway/sinks/objects.h"
+
 #include <zlib.h>
 
 #include <gtest/gtest.h>
@@ -107,6 +109,51 @@ TEST(ndjson, keys_are_zero_padded_utc_from_the_first_row_and_encoded) {
               "gw/objects/devices/cam%201/%C3%A4%2B/00000000000000000009");
     EXPECT_THROW(key_template("{nope}"), std::invalid_argument);
     EXPECT_THROW(key_template("{gateway_id"), std::invalid_argument);
+}
+
+TEST(objects, binary_rows_become_objects_text_and_json_stay_inline) {
+    auto row = [](std::string payload) {
+        return storage::stored_row{5, 1767323045123, 1, "devices/c/camera/front",
+                                   std::move(payload)};
+    };
+    EXPECT_TRUE(objects::is_object_row(row("\xFF\xD8\xFF\xE0 jpeg")));
+    EXPECT_TRUE(objects::is_object_row(row(std::string("a\0\xFE", 3))));
+    EXPECT_FALSE(objects::is_object_row(row(R"({"t":1})")));
+    EXPECT_FALSE(objects::is_object_row(row("plain text, ünïcode")));
+    EXPECT_FALSE(objects::is_object_row(row("")));
+}
+
+TEST(objects, content_type_sniffs_jpeg_png_json_else_octet_stream) {
+    auto type = [](std::string payload) {
+        return objects::content_type_of({1, 0, 1, "t", std::move(payload)});
+    };
+    EXPECT_EQ(type("\xFF\xD8\xFF\xDB......"), "image/jpeg");
+    EXPECT_EQ(type("\x89PNG\r\n\x1A\n\0\0\0\rIHDR"), "image/png");
+    EXPECT_EQ(type(R"({"a":[1,2]})"), "application/json");
+    EXPECT_EQ(type("\x89PNG\r\n"), "application/octet-stream") << "a truncated signature";
+    EXPECT_EQ(type("\xFF\xD8"), "application/octet-stream");
+    EXPECT_EQ(type(std::string("\0\1\2\3", 4)), "application/octet-stream");
+}
+
+TEST(objects, the_pointer_line_names_the_object_its_type_and_size) {
+    std::string out;
+    const storage::stored_row r{42, 1767323045123, 1, "devices/c/camera/front",
+                                std::string("\xFF\xD8\xFF\0\1", 5)};
+    objects::append_pointer_line(out, "gw-1", r, "gw-1/objects/devices/c/camera/front/42",
+                                 "image/jpeg");
+    ASSERT_EQ(out.find('\n'), out.size() - 1);
+    EXPECT_EQ(
+        out, R"({"gateway":"gw-1","seq":42,"ts_ms":1767323045123,"topic":"devices/c/camera/front",)"
+             R"("object":"gw-1/objects/devices/c/camera/front/42","content_type":"image/jpeg",)"
+             R"("bytes":5})"
+             "\n");
+}
+
+TEST(objects, decode_key_undoes_encode_key) {
+    for (const std::string raw : {"a/b c/%/ä+", "plain/key-1.x_y", "%zz%", "100%"}) {
+        EXPECT_EQ(objects::decode_key(encode_key(raw)), raw) << raw;
+    }
+    EXPECT_EQ(objects::decode_key("100%"), "100%") << "a stray % stays";
 }
 
 }  // namespace
