@@ -192,7 +192,7 @@ TEST_F(downlink_test, an_echo_of_the_uplink_is_refused_and_nothing_loops) {
     ASSERT_TRUE(up->egw_gateway);
 
     // The bridge: the uplink, with its properties, back into down/.
-    mqtt::async_client bridge(cloud_->uri(), "egw-it-echo-bridge", nullptr);
+    mqtt::async_client bridge(cloud_->uri(), "egw-it-echo-bridge", mqtt::create_options(5));
     bridge.connect(mqtt::connect_options_builder().mqtt_version(5).finalize())->wait();
     mqtt::properties props{{mqtt::property::USER_PROPERTY, "egw-gateway", *up->egw_gateway}};
     auto echo = mqtt::message_ptr_builder()

@@ -82,10 +82,13 @@ TEST(devices_downlink, downlink_topics) {
 TEST(devices_downlink, local_row_carries_the_qos) {
     int qos = -1;
     std::string_view topic;
-    ASSERT_TRUE(decode_local_row(encode_local_row(1, "devices/d1/cmd/x"), qos, topic));
+    const std::string row = encode_local_row(1, "devices/d1/cmd/x");
+    EXPECT_EQ(row, "1:devices/d1/cmd/x");
+    ASSERT_TRUE(decode_local_row(row, qos, topic));
     EXPECT_EQ(qos, 1);
     EXPECT_EQ(topic, "devices/d1/cmd/x");
-    ASSERT_TRUE(decode_local_row(encode_local_row(0, "a:b/c"), qos, topic));
+    const std::string colon = encode_local_row(0, "a:b/c");
+    ASSERT_TRUE(decode_local_row(colon, qos, topic));
     EXPECT_EQ(qos, 0);
     EXPECT_EQ(topic, "a:b/c");
     EXPECT_FALSE(decode_local_row("devices/d1", qos, topic));
