@@ -356,5 +356,48 @@ TEST_F(downlink_test, tasks_from_the_cloud_run_on_a_device_and_can_be_canceled) 
     EXPECT_EQ(json_at(*s, "devices/cloud_commands_rejected"), 1);
 }
 
+// SIGHUP adds the downlink to a running gateway (the connected cloud sink subscribes at once)
+// and removes it again (it unsubscribes; nothing more is relayed).
+TEST_F(downlink_test, reload_adds_and_removes_the_downlink) {
+    start_brokers();
+    connect_cloud_subscriber({rejected_topic});
+    start_gateway(base_config());
+    auto s = gateway_->status_json();
+    ASSERT_TRUE(s);
+    EXPECT_EQ(json_at(*s, "downlink/enabled"), false);
+    EXPECT_TRUE(json_at(*s, "sinks/!downlink").is_null());
+
+    gateway_->set_config(downlink_config());
+    ASSERT_TRUE(gateway_->reload());
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& st) { return json_at(st, "downlink/subscribed") == true; }, 10s))
+        << gateway_->last_status();
+    local_sub_ = std::make_unique<test_subscriber>(local_->uri(), "egw-it-local-dev");
+    local_sub_->connect({"devices/#"});
+    cloud_pub_ = std::make_unique<test_publisher>(cloud_->uri(), "egw-it-cloud-pub");
+    cloud_pub_->connect();
+    down("devices/d1/cmd/after-reload", "1");
+    ASSERT_TRUE(wait_local("devices/d1/cmd/after-reload"));
+
+    gateway_->set_config(base_config());
+    ASSERT_TRUE(gateway_->reload());
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& st) {
+            return json_at(st, "downlink/enabled") == false &&
+                   json_at(st, "sinks/!downlink").is_null();
+        },
+        10s));
+    down("devices/d1/cmd/after-removal", "2");
+    // The uplink still works, and nothing came down: a telemetry message sent after the
+    // downlink message reaches the cloud, and the downlink message never reached the site.
+    auto& dev = connect_device();
+    auto& up = connect_cloud_subscriber({cloud_topic("devices/+/telemetry/#")});
+    dev.publish("devices/d1/telemetry/t", "x");
+    dev.flush();
+    ASSERT_TRUE(up.wait_for([](const received_message&) { return true; }, 10s));
+    EXPECT_EQ(local_count("devices/d1/cmd/after-removal"), 0u);
+    EXPECT_EQ(json_at(*gateway_->status_json(), "downlink/received"), 1);
+}
+
 }  // namespace
 }  // namespace egw::test
