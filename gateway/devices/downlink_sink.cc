@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/devices/downlink_sink.h"
 
+#include <chrono>
 #include <stdexcept>
 
 #include "gateway/devices/downlink.h"
@@ -261,7 +262,20 @@ void downlink_sink::stop(const std::string&, std::chrono::milliseconds budget) {
 
 nlohmann::json downlink_sink::status() {
     const auto& t = buf_.for_sink(bit_);
+    double oldest_age = 0;  // `edge-gateway status` shows it for every sink
+    if (t.rows.load() > 0) {
+        try {
+            const int64_t ts = buf_.oldest_ts(bit_, machine_.acked_through());
+            const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+            if (ts >= 0) oldest_age = static_cast<double>(now - ts) / 1000.0;
+        } catch (const std::exception&) {
+            // Status stays useful without the age.
+        }
+    }
     return {{"state", to_string(machine_.state())},
+            {"oldest_age_s", oldest_age},
             {"connected", machine_.connected()},
             {"uri", cfg_.uri},
             {"rows_waiting", t.rows.load()},

@@ -276,6 +276,11 @@ TEST_F(downlink_test, downlinks_wait_in_the_buffer_while_the_local_broker_is_dow
         },
         10s);
     ASSERT_TRUE(s) << gateway_->last_status();
+    // The operator sees them waiting.
+    auto cli = run_gateway_cli({"status", "-s", (gateway_->data_dir() / "control.sock").string()},
+                               tmp_.path());
+    EXPECT_EQ(cli.exit_code, 0) << cli.err;
+    EXPECT_NE(cli.out.find("!downlink"), std::string::npos) << cli.out;
 
     local_->start();
     ASSERT_TRUE(local_sub_->wait_for(
