@@ -350,6 +350,20 @@ TEST_F(downlink_test, tasks_from_the_cloud_run_on_a_device_and_can_be_canceled) 
     cloud_pub_->flush();
     ASSERT_TRUE(wait_state("ct2", "canceled"));
 
+    // A task running on a device: the cloud's cancel ends it and the device is told.
+    auto slow = child_process::spawn({EGW_DEVICE_SIM_BIN, "--uri", local_->uri(), "--id", "sim-2",
+                                      "--type", "slow", "--delay-ms", "60000"},
+                                     tmp_.path() / "sim2.out", tmp_.path() / "sim2.err");
+    ASSERT_TRUE(
+        gateway_->wait_until([](const json& j) { return json_at(j, "devices/online") == 2; }, 10s));
+    cloud_pub_->publish(submit, json{{"task", "ct3"}, {"type", "slow"}}.dump());
+    cloud_pub_->flush();
+    ASSERT_TRUE(wait_state("ct3", "accepted"));
+    cloud_pub_->publish(cancel, json{{"task", "ct3"}}.dump());
+    cloud_pub_->flush();
+    ASSERT_TRUE(wait_state("ct3", "canceled"));
+    ASSERT_TRUE(wait_local("devices/sim-2/tasks/ct3/cancel"));
+
     cloud_pub_->publish(submit, "not json");
     cloud_pub_->flush();
     auto r = wait_rejection(submit);
@@ -357,7 +371,7 @@ TEST_F(downlink_test, tasks_from_the_cloud_run_on_a_device_and_can_be_canceled) 
     EXPECT_FALSE(r->value("reason", "").empty());
     auto s = gateway_->status_json();
     ASSERT_TRUE(s);
-    EXPECT_EQ(json_at(*s, "downlink/tasks_received"), 4);
+    EXPECT_EQ(json_at(*s, "downlink/tasks_received"), 6);
     EXPECT_EQ(json_at(*s, "devices/cloud_commands_rejected"), 1);
 }
 
