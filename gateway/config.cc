@@ -13,6 +13,7 @@
 #include <valijson/schema_parser.hpp>
 #include <valijson/validator.hpp>
 
+#include "gateway/devices/downlink_config.h"
 #include "gateway/sinks/sink.h"
 #include "gateway/topic.h"
 
@@ -210,6 +211,7 @@ config build(const json& doc, std::vector<config_problem>& problems) {
         c.routes.push_back(std::move(r));
     }
     add_priority_siblings(c);
+    devices::read_downlink(doc, c, problems);  // after the siblings: it adds its own sink
 
     c.buffer.path = c.data_dir + "/buffer.db";
     if (doc.contains("buffer")) {

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/devices/downlink.h"
 #include "storage/buffer.h"
 
 namespace egw {
@@ -104,6 +105,13 @@ struct sink_config {
     bool operator==(const sink_config& o) const { return raw == o.raw; }
 };
 
+// downlink (docs/devices.md, Downlink), read by devices/downlink_config.cc.
+struct downlink_config {
+    std::string sink;  // the mqtt sink carrying it (filled in when the file leaves it out)
+    std::vector<devices::allow_entry> allow;
+    bool operator==(const downlink_config&) const = default;
+};
+
 struct config {
     std::string gateway_id;
     std::string data_dir;
@@ -115,6 +123,9 @@ struct config {
     plugins_config plugins;
     storage::buffer_options buffer;  // path filled in from data_dir
     std::string metrics_listen;      // "host:port" of the /metrics listener; empty: off
+
+    // Absent: nothing is relayed down and tasks come from the CLI only.
+    std::optional<downlink_config> downlink;
 };
 
 struct config_problem {

@@ -123,6 +123,10 @@ gateway::gateway(config cfg, std::string config_path)
                                               [mb](uint64_t seq, const storage::incoming& row) {
                                                   mb->post(storage::to_stored_row(seq, row));
                                               });
+    relay_ = std::make_unique<devices::downlink_relay>(
+        &loop_, cfg_.gateway_id, *buf_, [mb](uint64_t seq, const storage::incoming& row) {
+            mb->post(storage::to_stored_row(seq, row));
+        });
     apply_sinks_and_routes(cfg_);
     ingest_ = std::make_unique<ingest>(cfg_.local, cfg_.buffer.commit, *buf_, router_, cnt_, *mb_);
     start_devices();
@@ -135,6 +139,7 @@ void gateway::start_devices() {
     o.loop = &loop_;
     o.local = cfg_.local;
     o.db_path = cfg_.buffer.path;
+    o.gateway_id = cfg_.gateway_id;
     o.buf = buf_.get();
     o.cloud_bits = [this] {
         uint64_t bits = 0;
@@ -147,6 +152,15 @@ void gateway::start_devices() {
         mb->post(storage::to_stored_row(seq, row));
     };
     devices_ = std::make_unique<devices::service>(std::move(o));
+    // The cloud's task commands, on the downlink connection: the same path as the CLI's.
+    relay_->on_task = [this](const devices::downlink_relay::task_command& t) {
+        if (stopping_ || !devices_) return;
+        if (t.submit) {
+            devices_->cloud_submit(t.payload);
+        } else {
+            devices_->cloud_cancel(t.payload);
+        }
+    };
 }
 
 gateway::~gateway() {
@@ -156,6 +170,7 @@ gateway::~gateway() {
     sinks_.clear();
     retired_.clear();
     mb_.reset();
+    if (relay_) relay_->close();
     uv_run(&loop_, UV_RUN_DEFAULT);  // lets close callbacks free their handles
     devices_.reset();                // after its last store write came back
     stage_.reset();
@@ -248,6 +263,7 @@ void gateway::apply_sinks_and_routes(const config& next) {
     }
     router_.set(std::move(table));
     release_unconfigured_sinks(next);
+    relay_->configure(next, sinks_);  // the downlink rides on the sink it names
 }
 
 // Rows waiting for a sink that is no longer configured would never leave the buffer and
@@ -497,6 +513,7 @@ void gateway::reload() {
         apply_sinks_and_routes(next);
         for (auto& [id, s] : sinks_) s->on_reload();
         cfg_.routes = next.routes;
+        cfg_.downlink = next.downlink;
         cfg_.sinks = next.sinks;
         cfg_.plugins = next.plugins;
         cfg_.status_interval_ms = next.status_interval_ms;
@@ -543,6 +560,7 @@ void gateway::shutdown() {
     ingest_.reset();
     sinks_.clear();
     retired_.clear();
+    relay_->close();
     mb_->close();
     for (uv_timer_t* t : {&tick_, &ack_timer_}) {
         uv_timer_stop(t);
@@ -630,7 +648,8 @@ nlohmann::json gateway::status_json() {
           {"lag_mean_s", lag.count ? lag.sum / static_cast<double>(lag.count) : 0.0}}},
         {"sinks", sinks},
         {"plugins", stage_->status()},
-        {"devices", devices_ ? devices_->status() : nlohmann::json()}};
+        {"devices", devices_ ? devices_->status() : nlohmann::json()},
+        {"downlink", relay_->status()}};
 }
 
 void gateway::start_control_socket() {

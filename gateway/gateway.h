@@ -17,6 +17,7 @@
 #include "gateway/config.h"
 #include "gateway/control.h"
 #include "gateway/counters.h"
+#include "gateway/devices/relay.h"
 #include "gateway/devices/service.h"
 #include "gateway/events.h"
 #include "gateway/ingest.h"
@@ -73,6 +74,8 @@ private:
     router router_;
     std::unique_ptr<mailbox<event>> mb_;
     std::unique_ptr<ingest> ingest_;
+    // The downlink (docs/devices.md): outlives the sinks, which may call into it.
+    std::unique_ptr<devices::downlink_relay> relay_;
     std::map<int, std::unique_ptr<sink>> sinks_;  // by id; ids are never reused
     std::vector<std::unique_ptr<sink>> retired_;  // replaced on reload; Paho may still call
     std::unique_ptr<plugins::stage> stage_;

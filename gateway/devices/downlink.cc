@@ -50,6 +50,49 @@ std::string uplink_loop_problem(std::string_view uplink_filter, std::string_view
     return {};
 }
 
+std::string uplink_filter(std::string_view tmpl, std::string_view local_filter,
+                          std::string_view gw) {
+    std::string out;
+    for (size_t i = 0; i < tmpl.size();) {
+        if (tmpl.substr(i, 12) == "{gateway_id}") {
+            out += gw;
+            i += 12;
+        } else if (tmpl.substr(i, 7) == "{topic}") {
+            out += local_filter;
+            i += 7;
+        } else if (tmpl.substr(i, 5) == "{seq}") {
+            out += '0';
+            i += 5;
+        } else {
+            out += tmpl[i++];
+        }
+    }
+    return out;
+}
+
+bool is_downlink_topic(std::string_view cloud_topic, std::string_view gw) {
+    for (const auto& f : downlink_filters(gw))
+        if (filters_overlap(f, cloud_topic)) return true;
+    return false;
+}
+
+std::string encode_local_row(int qos, std::string_view local_topic) {
+    std::string out;
+    out.reserve(local_topic.size() + 2);
+    out += static_cast<char>('0' + std::clamp(qos, 0, 2));
+    out += ':';
+    out += local_topic;
+    return out;
+}
+
+bool decode_local_row(std::string_view row_topic, int& qos, std::string_view& local_topic) {
+    if (row_topic.size() < 3 || row_topic[1] != ':' || row_topic[0] < '0' || row_topic[0] > '2')
+        return false;
+    qos = row_topic[0] - '0';
+    local_topic = row_topic.substr(2);
+    return true;
+}
+
 downlink_decision decide_downlink(const std::vector<allow_entry>& allow, std::string_view gw,
                                   std::string_view cloud_topic, size_t payload_bytes, int qos,
                                   bool retained) {

@@ -20,6 +20,7 @@ struct allow_entry {
     int qos = 1;                       // cap
     size_t max_payload_bytes = 65536;  // larger payloads are refused
     bool retain = false;               // retained downlinks allowed
+    bool operator==(const allow_entry&) const = default;
 };
 
 struct downlink_decision {
@@ -43,5 +44,21 @@ std::vector<std::string> downlink_filters(std::string_view gateway_id);
 // Empty if no cloud topic matched by `uplink_filter` (what a route can publish to the cloud)
 // lies in the downlink or task-command topics; else the reason (for --check-config).
 std::string uplink_loop_problem(std::string_view uplink_filter, std::string_view gateway_id);
+
+// The cloud topics a sink's topic template (placeholders {gateway_id}, {topic}, {seq}) makes of
+// the local topics `local_filter` matches, as a filter: {topic} becomes the filter itself and
+// {seq} a number (a number never equals a literal level of the downlink topics).
+std::string uplink_filter(std::string_view topic_template, std::string_view local_filter,
+                          std::string_view gateway_id);
+
+// True if `cloud_topic` (no wildcards) is one the gateway takes from the cloud.
+bool is_downlink_topic(std::string_view cloud_topic, std::string_view gateway_id);
+
+// The local topic as stored in the buffer for the local delivery target, with the QoS to
+// publish it at: "<qos>:<topic>" (one digit, a colon, the topic as is). The buffer row has no
+// room for a QoS of its own.
+std::string encode_local_row(int qos, std::string_view local_topic);
+// Inverse; false for a row of another shape.
+bool decode_local_row(std::string_view row_topic, int& qos, std::string_view& local_topic);
 
 }  // namespace egw::devices

@@ -407,20 +407,34 @@ nlohmann::json service::cancel(const std::string& id) {
     return json{{"ok", true}};
 }
 
+void service::answer_refused(const std::string& what, const std::string& reason) {
+    ++refused_cloud_commands_;
+    log::get("devices")->warn("devices: {} from the cloud refused: {}", what, reason);
+    pending_cloud_.push_back(
+        {"downlink/rejected",
+         json{{"topic", "gateways/" + o_.gateway_id + "/tasks/" + what}, {"reason", reason}}
+             .dump()});
+}
+
 void service::cloud_submit(std::string_view payload) {
     effects fx;
     auto r = eng_.submit(payload, wall_now(), fx);
-    if (!r.ok) log::get("devices")->warn("devices: submit from the cloud refused: {}", r.error);
+    if (!r.ok) answer_refused("submit", r.error);
     apply(fx);
 }
 
 void service::cloud_cancel(std::string_view payload) {
     auto id = parse_cancel(payload);
     if (!id) {
-        log::get("devices")->warn("devices: cancel from the cloud refused: {}", id.error);
+        answer_refused("cancel", id.error);
+        flush();
         return;
     }
-    cancel(*id.value);
+    auto r = cancel(*id.value);
+    if (r.contains("error")) {
+        answer_refused("cancel", r.value("error", ""));
+        flush();
+    }
 }
 
 nlohmann::json service::status() const {
@@ -435,6 +449,7 @@ nlohmann::json service::status() const {
                 {"online", online},
                 {"registered", rc.registered},
                 {"register_refused", refused_registers_},
+                {"cloud_commands_rejected", refused_cloud_commands_},
                 {"stale_wills", rc.stale_wills},
                 {"pongs", rc.pongs},
                 {"tasks",

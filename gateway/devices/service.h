@@ -40,6 +40,7 @@ public:
         uv_loop_t* loop = nullptr;
         local_config local;
         std::string db_path;  // the buffer's file
+        std::string gateway_id;
         storage::buffer* buf = nullptr;
         // The sinks' bits that task states and registry records go to (the cloud).
         std::function<uint64_t()> cloud_bits;
@@ -62,7 +63,8 @@ public:
     nlohmann::json cancel(const std::string& id);
     nlohmann::json status() const;
 
-    // From the cloud (the downlink connection), loop thread.
+    // From the cloud (the downlink connection), loop thread. A command that is refused is
+    // answered on gateways/{gw}/downlink/rejected (through the buffer) and counted.
     void cloud_submit(std::string_view payload);
     void cloud_cancel(std::string_view payload);
 
@@ -79,6 +81,7 @@ private:
     void on_timer();
     void connect();
     void subscribe();
+    void answer_refused(const std::string& what, const std::string& reason);
 
     // mqtt::callback, on Paho's thread: post and return.
     void connected(const std::string& cause) override;
@@ -101,7 +104,7 @@ private:
     };
     std::vector<cloud_row> pending_cloud_;
     uint64_t store_errors_ = 0, published_to_devices_ = 0, publish_errors_ = 0;
-    uint64_t refused_registers_ = 0;
+    uint64_t refused_registers_ = 0, refused_cloud_commands_ = 0;
 };
 
 }  // namespace egw::devices

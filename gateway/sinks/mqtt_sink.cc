@@ -4,6 +4,7 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <stdexcept>
 
 #include "gateway/log.h"
@@ -183,13 +184,7 @@ mqtt_sink::link::link(mqtt_sink& sink, uint64_t generation) : self(sink), gen(ge
             static_cast<link*>(ctx)->post(sink_event::lost, 0,
                                           cause && *cause ? cause : "connection lost");
         },
-        [](void*, char* topic, int, MQTTAsync_message* m) {
-            // Never subscribes; Paho requires the callback all the same.
-            MQTTAsync_freeMessage(&m);
-            MQTTAsync_free(topic);
-            return 1;
-        },
-        nullptr);
+        message_arrived, nullptr);
     if (rc != MQTTASYNC_SUCCESS) {
         MQTTAsync_destroy(&cli);
         throw std::runtime_error("sink " + c.name + ": " + paho_error(rc));
@@ -387,12 +382,14 @@ void mqtt_sink::handle(sink_event& e) {
             last_error_.clear();
             lg->info("{}: connected to {} (window {})", cfg_.name, cfg_.uri, machine_.window());
             if (!last_status_.empty()) publish_status(last_status_);
+            subscribe_inbox();
             break;
         case sink_event::connect_failed:
         case sink_event::lost: {
             if (e.what == sink_event::lost ? !machine_.connected() : !machine_.is_connecting())
                 return;
             machine_.on_disconnected(sink_machine::clock::now());
+            if (cloud_inbox* inbox = inbox_.load()) inbox->on_subscribed(false);
             last_error_ = e.text;
             if (log_failure(machine_.failures())) {
                 lg->warn("{}: {} {}: {} (attempt {}), retrying with backoff", cfg_.name,
@@ -426,6 +423,90 @@ void mqtt_sink::handle(sink_event& e) {
                 force_reconnect("publish of seq " + std::to_string(e.seq) + " failed: " + e.text);
             break;
     }
+}
+
+// --- the downlink: what the cloud sends on this connection (cloud_inbox.h) ---------------
+
+int mqtt_sink::message_arrived(void* ctx, char* topic, int topic_len, MQTTAsync_message* m) {
+    auto* l = static_cast<link*>(ctx);
+    if (cloud_inbox* inbox = l->self.inbox_.load()) {
+        const size_t n = topic_len > 0 ? static_cast<size_t>(topic_len) : std::strlen(topic);
+        inbox->on_message(l->self.bit_, std::string_view(topic, n), *m);
+    }
+    MQTTAsync_freeMessage(&m);
+    MQTTAsync_free(topic);
+    return 1;  // handled: Paho acknowledges it now
+}
+
+void mqtt_sink::set_inbox(cloud_inbox* inbox) {
+    cloud_inbox* old = inbox_.exchange(inbox);
+    if (old == inbox || !machine_.connected()) return;
+    if (inbox) {
+        subscribe_inbox();
+        return;
+    }
+    // Removed on reload: stop taking what nobody would answer.
+    const std::vector<std::string> filters = old->filters();
+    std::vector<char*> topics;
+    for (const auto& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+    MQTTAsync_unsubscribeMany(link_->cli, static_cast<int>(topics.size()), topics.data(), nullptr);
+    old->on_subscribed(false);
+}
+
+void mqtt_sink::subscribe_inbox() {
+    cloud_inbox* inbox = inbox_.load();
+    if (!inbox || cfg_.priority_sibling) return;
+    const std::vector<std::string> filters = inbox->filters();
+    std::vector<char*> topics;
+    for (const auto& f : filters) topics.push_back(const_cast<char*>(f.c_str()));
+    const std::vector<int> qos(filters.size(), 1);
+    MQTTAsync_responseOptions ro = MQTTAsync_responseOptions_initializer;
+    ro.context = link_.get();
+    // MQTT 5: No Local (our own uplink never comes back on this connection) and Retain As
+    // Published (a retained downlink shows as such, so that it can be refused).
+    std::vector<MQTTSubscribe_options> options(filters.size(), MQTTSubscribe_options_initializer);
+    for (auto& o : options) {
+        o.noLocal = 1;
+        o.retainAsPublished = 1;
+    }
+    if (is_v5(cfg_)) {
+        ro.subscribeOptionsCount = static_cast<int>(options.size());
+        ro.subscribeOptionsList = options.data();
+        ro.onSuccess5 = [](void* ctx, MQTTAsync_successData5* d) {
+            auto* l = static_cast<link*>(ctx);
+            bool ok = true;
+            for (int i = 0; d && i < d->alt.sub.reasonCodeCount; ++i)
+                ok = ok && d->alt.sub.reasonCodes[i] < 0x80;
+            if (!ok)
+                log::get("sink")->error("{}: the cloud broker refused the downlink subscription",
+                                        l->self.cfg_.name);
+            if (cloud_inbox* in = l->self.inbox_.load()) in->on_subscribed(ok);
+        };
+        ro.onFailure5 = [](void* ctx, MQTTAsync_failureData5* d) {
+            auto* l = static_cast<link*>(ctx);
+            log::get("sink")->error(
+                "{}: subscribing to the downlink: {}", l->self.cfg_.name,
+                describe_failure(d ? d->code : MQTTASYNC_FAILURE, d ? d->reasonCode : 0,
+                                 d ? d->message : nullptr));
+        };
+    } else {
+        ro.onSuccess = [](void* ctx, MQTTAsync_successData*) {
+            // Paho C gives 3.1.1's granted QoS list without its length; a refused filter shows
+            // only in the broker's log (and in nothing arriving).
+            auto* l = static_cast<link*>(ctx);
+            if (cloud_inbox* in = l->self.inbox_.load()) in->on_subscribed(true);
+        };
+        ro.onFailure = [](void* ctx, MQTTAsync_failureData* d) {
+            auto* l = static_cast<link*>(ctx);
+            log::get("sink")->error(
+                "{}: subscribing to the downlink: {}", l->self.cfg_.name,
+                describe_failure(d ? d->code : MQTTASYNC_FAILURE, 0, d ? d->message : nullptr));
+        };
+    }
+    const int rc = MQTTAsync_subscribeMany(link_->cli, static_cast<int>(topics.size()),
+                                           topics.data(), const_cast<int*>(qos.data()), &ro);
+    if (rc != MQTTASYNC_SUCCESS)
+        log::get("sink")->error("{}: subscribing to the downlink: {}", cfg_.name, paho_error(rc));
 }
 
 void mqtt_sink::on_live(storage::stored_row& row, bool last) {

@@ -10,6 +10,7 @@
 
 #include <MQTTAsync.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -28,6 +29,7 @@
 #include "gateway/mailbox.h"
 #include "gateway/paho.h"
 #include "gateway/sink_machine.h"
+#include "gateway/sinks/cloud_inbox.h"
 #include "gateway/sinks/sink.h"
 #include "gateway/topic.h"
 #include "storage/buffer.h"
@@ -70,6 +72,11 @@ public:
     }
 
     sink_machine& machine() { return machine_; }
+
+    // The downlink (docs/devices.md): this connection also subscribes to inbox->filters() and
+    // hands what arrives to it; nullptr: subscribes to nothing. Loop thread; a connected sink
+    // subscribes (or unsubscribes) at once. The inbox outlives the sink (cloud_inbox.h).
+    void set_inbox(cloud_inbox* inbox);
 
 private:
     // One Paho client and the state its callbacks use (Paho threads; they only post events,
@@ -120,6 +127,10 @@ private:
     int publish(const storage::stored_row& row);
     void add_row_properties(const storage::stored_row& row);
     void force_reconnect(const std::string& why);
+    // Subscribes the new connection to the inbox's filters (loop thread, after connected).
+    void subscribe_inbox();
+    // A message on the subscription (Paho's receive thread).
+    static int message_arrived(void* ctx, char* topic, int topic_len, MQTTAsync_message* m);
 
     std::string gateway_id_;
     std::string status_topic_;
@@ -144,6 +155,7 @@ private:
     double rate_ = 0;
     bool stopping_ = false;
     log::throttle reject_log_;
+    std::atomic<cloud_inbox*> inbox_{nullptr};  // read by Paho's receive thread
 };
 
 }  // namespace egw

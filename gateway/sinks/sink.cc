@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 
+#include "gateway/devices/downlink_sink.h"
 #include "gateway/sinks/dir_sink.h"
 #include "gateway/sinks/http_sink.h"
 #include "gateway/sinks/mqtt_sink.h"
@@ -32,6 +33,8 @@ constexpr sink_type types[] = {
     {"dir", parse_dir_sink, make_dir_sink},
     {"http", parse_http_sink, make_http_sink},
     {"s3", parse_s3_sink, make_s3_sink},
+    // Internal: made by the config from `downlink` (devices/downlink_config.h).
+    {"downlink-local", devices::parse_downlink_sink, devices::make_downlink_sink},
 };
 
 const sink_type* find(const std::string& name) {

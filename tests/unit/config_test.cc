@@ -164,5 +164,57 @@ TEST(config, object_key_as_in_the_contract_on_s3_and_dir) {
     EXPECT_EQ(static_cast<const s3_options&>(*big.sinks.at("bucket").options).part_bytes, 5242880u);
 }
 
+// The downlink key exactly as the issue writes it (docs/devices.md, Downlink).
+std::string with_downlink(const std::string& downlink, const std::string& extra_route = "") {
+    std::string text = issue_config;
+    text.insert(text.rfind('}'), ", \"downlink\": " + downlink);
+    if (!extra_route.empty()) text.insert(text.find("] } ],") + 4, ", " + extra_route);
+    return text;
+}
+
+TEST(config, downlink_as_written_in_the_issue) {
+    const std::string dl = R"({ "sink": "cloud", "allow": [ { "filter": "devices/+/cmd/#",
+        "qos": 1, "max_payload_bytes": 65536 } ] })";
+    config c = parse_config(with_downlink(dl), "test.json");
+    ASSERT_TRUE(c.downlink);
+    EXPECT_EQ(c.downlink->sink, "cloud");
+    ASSERT_EQ(c.downlink->allow.size(), 1u);
+    EXPECT_EQ(c.downlink->allow[0].filter, "devices/+/cmd/#");
+    EXPECT_EQ(c.downlink->allow[0].qos, 1);
+    EXPECT_EQ(c.downlink->allow[0].max_payload_bytes, 65536u);
+    EXPECT_FALSE(c.downlink->allow[0].retain);
+    // The internal local delivery sink, with the local broker's address.
+    ASSERT_TRUE(c.sinks.count("!downlink"));
+    EXPECT_EQ(c.sinks.at("!downlink").uri, "tcp://127.0.0.1:1883");
+
+    // sink left out: the only mqtt sink.
+    c = parse_config(with_downlink(R"({"allow": []})"), "test.json");
+    EXPECT_EQ(c.downlink->sink, "cloud");
+    // Without downlink: nothing.
+    c = parse_config(issue_config, "test.json");
+    EXPECT_FALSE(c.downlink);
+    EXPECT_FALSE(c.sinks.count("!downlink"));
+}
+
+TEST(config, downlink_problems_name_the_key) {
+    EXPECT_TRUE(has(problems_of(with_downlink(R"({"sink": "nowhere"})")), "downlink.sink"));
+    EXPECT_TRUE(has(problems_of(with_downlink(R"({"allow": [{"filter": "a/#/b"}]})")),
+                    "downlink.allow[0].filter"));
+    EXPECT_TRUE(has(problems_of(with_downlink(R"({"allow": [{"filter": "a", "qos": 3}]})")),
+                    "downlink.allow[0].qos"));
+    EXPECT_TRUE(has(problems_of(with_downlink(R"({"allow": [{"filter": "a", "bogus": 1}]})")),
+                    "downlink.allow[0].bogus"));
+    // A route whose uplink lands in down/ or the task topics is refused, with downlink only.
+    const std::string loop = R"({ "from": "down/#", "to": ["cloud"] })";
+    EXPECT_TRUE(has(problems_of(with_downlink("{}", loop)), "routes[1].from"));
+    const std::string tasks = R"({ "from": "tasks/+", "to": ["cloud"] })";
+    EXPECT_TRUE(has(problems_of(with_downlink("{}", tasks)), "routes[1].from"));
+    const std::string state = R"({ "from": "tasks/+/state", "to": ["cloud"] })";
+    EXPECT_TRUE(problems_of(with_downlink("{}", state)).empty());
+    std::string no_downlink = issue_config;
+    no_downlink.insert(no_downlink.find("] } ],") + 4, ", " + loop);
+    EXPECT_TRUE(problems_of(no_downlink).empty());
+}
+
 }  // namespace
 }  // namespace egw

@@ -54,5 +54,47 @@ TEST(devices_downlink, uplink_loop_guard) {
     EXPECT_EQ(uplink_loop_problem("gateways/gw1/tasks/+/state", "gw1"), "");
 }
 
+TEST(devices_downlink, uplink_filter_renders_the_sink_template) {
+    EXPECT_EQ(uplink_filter("gateways/{gateway_id}/{topic}", "devices/+/cmd/#", "gw1"),
+              "gateways/gw1/devices/+/cmd/#");
+    EXPECT_EQ(uplink_filter("site/{gateway_id}/{seq}/{topic}", "a", "g"), "site/g/0/a");
+    // The default template sends a local "down/#" into the downlink tree.
+    EXPECT_NE(
+        uplink_loop_problem(uplink_filter("gateways/{gateway_id}/{topic}", "down/#", "g"), "g"),
+        "");
+    EXPECT_EQ(uplink_loop_problem(
+                  uplink_filter("gateways/{gateway_id}/{topic}", "devices/+/cmd/#", "g"), "g"),
+              "");
+    EXPECT_NE(
+        uplink_loop_problem(uplink_filter("gateways/{gateway_id}/down/{topic}", "x/#", "g"), "g"),
+        "");
+}
+
+TEST(devices_downlink, downlink_topics) {
+    EXPECT_TRUE(is_downlink_topic("gateways/g/down/a/b", "g"));
+    EXPECT_TRUE(is_downlink_topic("gateways/g/tasks/submit", "g"));
+    EXPECT_TRUE(is_downlink_topic("gateways/g/tasks/cancel", "g"));
+    EXPECT_FALSE(is_downlink_topic("gateways/g/tasks/t1/state", "g"));
+    EXPECT_FALSE(is_downlink_topic("gateways/g/downlink/rejected", "g"));
+    EXPECT_FALSE(is_downlink_topic("gateways/h/down/a", "g"));
+}
+
+TEST(devices_downlink, local_row_carries_the_qos) {
+    int qos = -1;
+    std::string_view topic;
+    const std::string row = encode_local_row(1, "devices/d1/cmd/x");
+    EXPECT_EQ(row, "1:devices/d1/cmd/x");
+    ASSERT_TRUE(decode_local_row(row, qos, topic));
+    EXPECT_EQ(qos, 1);
+    EXPECT_EQ(topic, "devices/d1/cmd/x");
+    const std::string colon = encode_local_row(0, "a:b/c");
+    ASSERT_TRUE(decode_local_row(colon, qos, topic));
+    EXPECT_EQ(qos, 0);
+    EXPECT_EQ(topic, "a:b/c");
+    EXPECT_FALSE(decode_local_row("devices/d1", qos, topic));
+    EXPECT_FALSE(decode_local_row("3:x", qos, topic));
+    EXPECT_FALSE(decode_local_row("1:", qos, topic));
+}
+
 }  // namespace
 }  // namespace egw::devices
