@@ -72,6 +72,7 @@ private:
     std::unique_ptr<storage::buffer> buf_;
     router router_;
     std::unique_ptr<mailbox<event>> mb_;
+    std::unique_ptr<work_pool> pool_;  // the data path's blocking jobs (gateway/work_pool.h)
     std::unique_ptr<ingest> ingest_;
     std::map<int, std::unique_ptr<sink>> sinks_;  // by id; ids are never reused
     std::vector<std::unique_ptr<sink>> retired_;  // replaced on reload; Paho may still call
