@@ -42,21 +42,10 @@ const char* policy_name(storage::when_full p) {
     return "?";
 }
 
-// A unit of work for the libuv pool; `run` is on a worker thread, `done` back on the loop.
+// A unit of work for the pool; `run` is on a worker thread, `done` back on the loop.
 struct job {
-    uv_work_t req{};
-    std::function<void()> run;
-    std::function<void()> done;
-
-    static void start(uv_loop_t* loop, std::function<void()> run, std::function<void()> done) {
-        auto* j = new job{{}, std::move(run), std::move(done)};
-        j->req.data = j;
-        uv_queue_work(
-            loop, &j->req, [](uv_work_t* r) { static_cast<job*>(r->data)->run(); },
-            [](uv_work_t* r, int) {
-                std::unique_ptr<job> owned(static_cast<job*>(r->data));
-                owned->done();
-            });
+    static void start(work_pool* pool, std::function<void()> run, std::function<void()> done) {
+        pool->submit(std::move(run), std::move(done));
     }
 };
 
@@ -118,8 +107,9 @@ gateway::gateway(config cfg, std::string config_path)
     uv_loop_init(&loop_);
     mb_ = std::make_unique<mailbox<event>>(&loop_, [this](std::vector<event>& b) { on_events(b); });
     plugins::register_builtin_runtimes();
+    pool_ = std::make_unique<work_pool>(&loop_);
     mailbox<event>* mb = mb_.get();
-    stage_ = std::make_unique<plugins::stage>(&loop_, *buf_,
+    stage_ = std::make_unique<plugins::stage>(*pool_, *buf_,
                                               [mb](uint64_t seq, const storage::incoming& row) {
                                                   mb->post(storage::to_stored_row(seq, row));
                                               });
@@ -166,6 +156,8 @@ void gateway::start_devices() {
 gateway::~gateway() {
     // A stage batch still committing posts its outputs to the mailbox: let it finish first.
     while (stage_ && stage_->busy()) uv_run(&loop_, UV_RUN_ONCE);
+    // Before what its jobs use goes: the jobs still queued run, their `done` does not.
+    if (pool_) pool_->close();
     ingest_.reset();
     sinks_.clear();
     retired_.clear();
@@ -416,7 +408,7 @@ void gateway::schedule_acks() {
     auto error = std::make_shared<std::string>();
     storage::buffer* buf = buf_.get();
     job::start(
-        &loop_,
+        pool_.get(),
         [ranges, buf, error] {
             try {
                 for (const range& r : *ranges) buf->ack(r.bit, r.after, r.through);
@@ -445,7 +437,7 @@ void gateway::schedule_held_retry() {
     auto stored = std::make_shared<bool>(false);
     ingest* in = ingest_.get();
     job::start(
-        &loop_, [in, stored] { *stored = in->store_held(); },
+        pool_.get(), [in, stored] { *stored = in->store_held(); },
         [this, stored] {
             held_job_running_ = false;
             // Hysteresis: resume only with a tenth of the buffer free, or a full buffer under
@@ -465,7 +457,7 @@ void gateway::schedule_maintenance() {
     storage::buffer* buf = buf_.get();
     auto held = std::make_shared<milliseconds>(0);
     job::start(
-        &loop_,
+        pool_.get(),
         [buf, error, held] {
             try {
                 *held = std::chrono::duration_cast<milliseconds>(buf->maintain());

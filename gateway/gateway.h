@@ -73,6 +73,7 @@ private:
     std::unique_ptr<storage::buffer> buf_;
     router router_;
     std::unique_ptr<mailbox<event>> mb_;
+    std::unique_ptr<work_pool> pool_;  // the data path's blocking jobs (gateway/work_pool.h)
     std::unique_ptr<ingest> ingest_;
     // The downlink (docs/devices.md): outlives the sinks, which may call into it.
     std::unique_ptr<devices::downlink_relay> relay_;

@@ -1,15 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // Hands events from other threads (Paho's callback threads, the ingest commit) to the libuv
-// loop thread, which owns all gateway state. uv_async_send coalesces, so each wake-up drains
-// everything queued so far, in the order it was posted.
+// loop thread, which owns all gateway state. Wake-ups coalesce, so each one drains everything
+// queued so far, in the order it was posted. The wake-up is a loop_wakeup, not a uv_async_t:
+// see loop_wakeup.h for the loop stall that avoids.
 #pragma once
 
 #include <uv.h>
 
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <utility>
 #include <vector>
+
+#include "gateway/loop_wakeup.h"
 
 namespace egw {
 
@@ -19,11 +23,8 @@ public:
     using handler = std::function<void(std::vector<T>&)>;
 
     // The handler runs on the loop thread with every event posted since the last run.
-    mailbox(uv_loop_t* loop, handler h) : handler_(std::move(h)) {
-        async_ = new uv_async_t;
-        async_->data = this;
-        uv_async_init(loop, async_, [](uv_async_t* a) { static_cast<mailbox*>(a->data)->drain(); });
-    }
+    mailbox(uv_loop_t* loop, handler h)
+        : handler_(std::move(h)), wake_(std::make_unique<loop_wakeup>(loop, [this] { drain(); })) {}
     ~mailbox() { close(); }
     mailbox(const mailbox&) = delete;
     mailbox& operator=(const mailbox&) = delete;
@@ -32,9 +33,9 @@ public:
     // item is dropped: a late Paho callback during shutdown has nobody left to tell.
     void post(T&& item) {
         std::lock_guard lock(mu_);
-        if (!async_) return;
+        if (!wake_) return;
         items_.push_back(std::move(item));
-        uv_async_send(async_);
+        wake_->notify();
     }
 
     // Any thread: queues without waking the loop; the item is handled with the next wake-up
@@ -42,7 +43,7 @@ public:
     // waking the loop thread for each costs two context switches.
     void post_quiet(T&& item) {
         std::lock_guard lock(mu_);
-        if (!async_) return;
+        if (!wake_) return;
         items_.push_back(std::move(item));
     }
 
@@ -58,19 +59,19 @@ public:
 
     // Loop thread. The handle's memory is freed in the close callback, as libuv requires.
     void close() {
-        std::lock_guard lock(mu_);
-        if (!async_) return;
-        async_->data = nullptr;
-        uv_close(reinterpret_cast<uv_handle_t*>(async_),
-                 [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
-        async_ = nullptr;
+        std::unique_ptr<loop_wakeup> w;
+        {
+            std::lock_guard lock(mu_);
+            w = std::move(wake_);
+        }
+        if (w) w->close();
     }
 
 private:
     handler handler_;
-    uv_async_t* async_ = nullptr;
-    std::mutex mu_;
+    std::mutex mu_;  // items_ and wake_ (null once closed)
     std::vector<T> items_;
+    std::unique_ptr<loop_wakeup> wake_;
 };
 
 }  // namespace egw

@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
@@ -402,6 +403,11 @@ int main(int argc, char** argv) {
     // which costs a page fault per 4 KiB on every call.
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    // Plugin work is throughput work: SCHED_BATCH keeps its fair share of the CPU but does not
+    // preempt the thread that woke it, so answering the gateway never delays the gateway's
+    // loop thread (docs/cameras.md, "The loop's longest stall"). Best effort.
+    sched_param batch{};
+    sched_setscheduler(0, SCHED_BATCH, &batch);
 
     auto sink = std::make_shared<egw::plugins::socket_sink>();
     auto logger = std::make_shared<spdlog::logger>("plugins", sink);

@@ -74,8 +74,8 @@ struct stage::batch {
     size_t stored = 0;
 };
 
-stage::stage(uv_loop_t* loop, storage::buffer& buf, storage::buffer::stored_fn post)
-    : loop_(loop),
+stage::stage(work_pool& pool, storage::buffer& buf, storage::buffer::stored_fn post)
+    : pool_(pool),
       buf_(buf),
       post_(std::move(post)),
       bit_(buf.sink_bit(stage_sink_name)),
@@ -161,29 +161,19 @@ void stage::pump() {
         if (clock::now() < retry_at_) return;
         busy_ = true;
         auto b = std::move(failed_);
-        batch* raw = b.release();
-        struct work {
-            uv_work_t req{};
-            stage* self;
-            batch* b;
-        };
-        auto* w = new work{{}, this, raw};
-        w->req.data = w;
-        uv_queue_work(
-            loop_, &w->req,
-            [](uv_work_t* r) {
-                auto* wk = static_cast<work*>(r->data);
+        auto* raw = b.release();
+        pool_.submit(
+            [this, raw] {
                 try {
-                    wk->b->error.clear();
-                    wk->b->stored = wk->self->buf_.commit_stage(wk->b->commit, wk->self->post_);
+                    raw->error.clear();
+                    raw->stored = buf_.commit_stage(raw->commit, post_);
                 } catch (const std::exception& e) {
-                    wk->b->error = e.what();
+                    raw->error = e.what();
                 }
             },
-            [](uv_work_t* r, int) {
-                std::unique_ptr<work> wk(static_cast<work*>(r->data));
-                std::unique_ptr<batch> bb(wk->b);
-                wk->self->finish(*bb);
+            [this, raw] {
+                std::unique_ptr<batch> bb(raw);
+                finish(*bb);
             });
         return;
     }
@@ -232,28 +222,19 @@ void stage::start_batch(std::vector<storage::stored_row> rows, std::vector<slot*
     for (const auto& [name, s] : slots_) b->heavy = b->heavy || s->inst->heavy();
     busy_ = true;
     if (!b->heavy) process(*b);  // fast plugins run on the loop, as plugin.h promises
-    struct work {
-        uv_work_t req{};
-        stage* self;
-        batch* b;
-    };
-    auto* w = new work{{}, this, b.release()};
-    w->req.data = w;
-    uv_queue_work(
-        loop_, &w->req,
-        [](uv_work_t* r) {
-            auto* wk = static_cast<work*>(r->data);
+    auto* raw = b.release();
+    pool_.submit(
+        [this, raw] {
             try {
-                if (!wk->b->processed) wk->self->process(*wk->b);
-                wk->b->stored = wk->self->buf_.commit_stage(wk->b->commit, wk->self->post_);
+                if (!raw->processed) process(*raw);
+                raw->stored = buf_.commit_stage(raw->commit, post_);
             } catch (const std::exception& e) {
-                wk->b->error = e.what();
+                raw->error = e.what();
             }
         },
-        [](uv_work_t* r, int) {
-            std::unique_ptr<work> wk(static_cast<work*>(r->data));
-            std::unique_ptr<batch> bb(wk->b);
-            wk->self->finish(*bb);
+        [this, raw] {
+            std::unique_ptr<batch> bb(raw);
+            finish(*bb);
         });
 }
 
@@ -355,6 +336,15 @@ bool stage::run_chain(batch& b, const stage_route& r, size_t from, std::vector<o
                 d.reason = res.reason;
                 d.seq = input.seq;
                 d.msg_ts_ms = input.ts_ms;
+                if (input.seq == 0) {
+                    // A timer's output on its way down the chain has no input row to replay
+                    // from: the letter is that output, replayed from this instance on (see
+                    // process()), and its siblings go on.
+                    d.topic = m.topic;
+                    d.payload = m.payload;
+                    b.commit.dead.push_back(std::move(d));
+                    continue;
+                }
                 d.topic = input.topic;
                 d.payload = input.payload;
                 b.commit.dead.push_back(std::move(d));
@@ -368,6 +358,67 @@ bool stage::run_chain(batch& b, const stage_route& r, size_t from, std::vector<o
         msgs = std::move(next);
     }
     return true;
+}
+
+// A failed on_timer is handled like a failed message: counted by kind, logged (throttled) and
+// dead-lettered. The letter has no input (seq 0, empty topic and payload); the instance's state,
+// which is what the timer was about (a window to close), stays in the instance and in its
+// snapshot, and replaying the letter fires the instance's timer again. A timer the hook had
+// asked for again before failing stays armed.
+void stage::timer_failed(batch& b, slot& s, const call_result& res, int64_t now) {
+    {
+        std::lock_guard lock(stats_mu_);
+        s.stats->errors[to_string(res.failure)] += 1;
+        s.stats->dead += 1;
+    }
+    if (error_log_.allow()) {
+        log::get("plugin")->warn("{}: {} in on_timer: {}; dead-lettered", s.def.name,
+                                 to_string(res.failure), res.reason);
+    }
+    storage::dead_letter d;
+    d.ts_ms = now;
+    d.route = -1;
+    for (const stage_route& r : routes_) {
+        if (std::find(r.via.begin(), r.via.end(), s.def.name) != r.via.end()) {
+            d.route = r.index;
+            break;
+        }
+    }
+    d.instance = s.def.name;
+    d.kind = to_string(res.failure);
+    d.reason = "on_timer: " + res.reason;
+    d.msg_ts_ms = now;
+    b.commit.dead.push_back(std::move(d));
+}
+
+// Replays a letter with no input row (seq 0): a failed on_timer (empty topic) fires the
+// instance's timer in the next batch; a timer's output that failed further down its chain
+// continues from the instance that failed. Either way the letter is deleted with this batch.
+void stage::replay_timer_letter(batch& b, const storage::dead_letter& dl) {
+    b.commit.drop_dead.push_back(dl.id);
+    auto it = slots_.find(dl.instance);
+    if (it == slots_.end()) return;  // the instance is gone: nothing left to replay into
+    slot& s = *it->second;
+    const int64_t now = now_ms();
+    if (dl.topic.empty()) {
+        s.timer_ms = now;
+        s.touched = s.touched || s.inst->stateful();
+        return;
+    }
+    auto r = std::find_if(routes_.begin(), routes_.end(),
+                          [&](const stage_route& x) { return x.index == dl.route; });
+    if (r == routes_.end()) return;
+    auto pos = std::find(r->via.begin(), r->via.end(), dl.instance);
+    if (pos == r->via.end()) return;
+    std::vector<output> msgs(1);
+    msgs[0].topic = dl.topic;
+    msgs[0].payload = dl.payload;
+    storage::stored_row none{0, now, 0, {}, {}};
+    run_chain(b, *r, static_cast<size_t>(pos - r->via.begin()), msgs, none, now);
+    for (output& o : msgs) {
+        const uint64_t sinks = sinks_for(*r, o.topic, o.priority);
+        b.commit.outputs.push_back(output_row(std::move(o), sinks, now));
+    }
 }
 
 void stage::process(batch& b) {
@@ -387,6 +438,10 @@ void stage::process(batch& b) {
         }
     }
     for (const storage::dead_letter& dl : b.replays) {
+        if (dl.seq == 0) {
+            replay_timer_letter(b, dl);
+            continue;
+        }
         storage::stored_row row{dl.seq, dl.msg_ts_ms, 0, dl.topic, dl.payload, {}};
         auto r = std::find_if(routes_.begin(), routes_.end(),
                               [&](const stage_route& x) { return x.index == dl.route; });
@@ -410,6 +465,9 @@ void stage::process(batch& b) {
         s->timer_ms = 0;  // one shot; the hook asks again if it wants
         const auto started = clock::now();
         call_result res = s->inst->on_timer(now);
+        for (unsigned attempts = 1; !res.ok() && s->inst->retry(res, attempts); ++attempts) {
+            res = s->inst->on_timer(now);
+        }
         const auto took = clock::now() - started;
         if (s->inst->stateful()) s->touched = true;
         if (res.timer_ms > 0) s->timer_ms = res.timer_ms;
@@ -418,14 +476,7 @@ void stage::process(batch& b) {
             s->stats->timers += 1;
         }
         if (!res.ok()) {
-            {
-                std::lock_guard lock(stats_mu_);
-                s->stats->errors[to_string(res.failure)] += 1;
-            }
-            if (error_log_.allow()) {
-                log::get("plugin")->warn("{}: {} in on_timer: {}", s->def.name,
-                                         to_string(res.failure), res.reason);
-            }
+            timer_failed(b, *s, res, now);
             continue;
         }
         record(*s, std::chrono::duration_cast<std::chrono::nanoseconds>(took), res.outputs.size());

@@ -12,7 +12,7 @@
 // include, so a deterministic plugin neither loses nor duplicates an output.
 //
 // Threads. Everything here runs on the loop thread except the batch job: the commit (always)
-// and, when a heavy instance is involved, the plugin calls, on the libuv worker pool. One batch
+// and, when a heavy instance is involved, the plugin calls, on the gateway's work_pool. One batch
 // is in flight at a time, so an instance is never called from two threads at once, and the
 // loop never waits for a plugin or a commit. Outputs reach the sinks through `post` (called on
 // the worker with the buffer's write lock held, in sequence order, as buffer::append does).
@@ -34,6 +34,7 @@
 
 #include "gateway/log.h"
 #include "gateway/sink_machine.h"
+#include "gateway/work_pool.h"
 #include "plugins/host/instance.h"
 #include "storage/buffer.h"
 
@@ -69,7 +70,8 @@ uint64_t config_hash(const nlohmann::json& config);
 
 class stage {
 public:
-    stage(uv_loop_t* loop, storage::buffer& buf, storage::buffer::stored_fn post);
+    // `pool` runs the batch jobs and must outlive the stage's last batch (see busy()).
+    stage(work_pool& pool, storage::buffer& buf, storage::buffer::stored_fn post);
     ~stage();
     stage(const stage&) = delete;
     stage& operator=(const stage&) = delete;
@@ -124,11 +126,13 @@ private:
     bool run_chain(batch& b, const stage_route& r, size_t from, std::vector<output>& msgs,
                    const storage::stored_row& input, int64_t ts);
     uint64_t sinks_for(const stage_route& r, const std::string& topic, int priority) const;
+    void timer_failed(batch& b, slot& s, const call_result& res, int64_t now);
+    void replay_timer_letter(batch& b, const storage::dead_letter& dl);
     void finish(batch& b);
     void apply_pending_config();
     void record(slot& s, std::chrono::nanoseconds took, uint64_t outs);
 
-    uv_loop_t* loop_;
+    work_pool& pool_;
     storage::buffer& buf_;
     storage::buffer::stored_fn post_;
     int bit_;
