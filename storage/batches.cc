@@ -38,6 +38,7 @@ void batch_store::open() {
 }
 
 std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_through) {
+    std::lock_guard lock(mu_);
     open();
     std::vector<range> out;
     uploaded_through = 0;
@@ -62,6 +63,7 @@ std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_thro
 
 bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
                        std::vector<stored_row>& out) {
+    std::lock_guard lock(mu_);
     open();
     statement& s = through ? read_through_ : read_;
     s.bind(1, static_cast<int64_t>(after))
@@ -85,6 +87,7 @@ bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
 }
 
 void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     forget_done_.bind(1, bit_).bind(2, static_cast<int64_t>(acked_through));
@@ -97,6 +100,7 @@ void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) 
 }
 
 void batch_store::mark_uploaded(uint64_t first) {
+    std::lock_guard lock(mu_);
     open();
     mark_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     mark_.step();
@@ -105,6 +109,7 @@ void batch_store::mark_uploaded(uint64_t first) {
 
 bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::string& reason,
                               int64_t now_ms) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     dead_.bind(1, now_ms).bind(2, sink).bind(3, reason).bind(4, static_cast<int64_t>(seq));
@@ -119,6 +124,7 @@ bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::
 }
 
 void batch_store::split(uint64_t first, range a, range b) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
@@ -135,6 +141,7 @@ void batch_store::split(uint64_t first, range a, range b) {
 }
 
 void batch_store::forget(uint64_t first) {
+    std::lock_guard lock(mu_);
     open();
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     erase_.step();

@@ -3,9 +3,11 @@
 
 #include <unistd.h>
 
+#include <cassert>
 #include <chrono>
 
 #include "gateway/log.h"
+#include "gateway/sinks/s3_request.h"
 
 namespace egw {
 namespace {
@@ -15,6 +17,16 @@ using clock = std::chrono::steady_clock;
 int64_t unix_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// Batches prepared while one uploads: one is enough to keep the upload busy when preparing
+// takes less time than uploading; the second absorbs the jitter of the pool (shared with the
+// buffer's acks and plugins) and of the destination. Each holds its rows and encoded body.
+constexpr size_t prepare_ahead = 2;
+
+batch_limits pipelined(batch_limits l) {
+    l.prepare_ahead = prepare_ahead;
+    return l;
 }
 
 struct work {
@@ -62,7 +74,7 @@ batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
       loop_(ctx.loop),
       opts_(opts),
       key_(opts.key),
-      machine_(opts.limits),
+      machine_(pipelined(opts.limits)),
       store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit,
                                                     ctx.buf.options().sync)) {}
 
@@ -91,13 +103,28 @@ void batch_sink::on_live(storage::stored_row& row, bool) {
 
 void batch_sink::pump() {
     if (stopping_) return;
-    if (const uint64_t last = buf_.last_seq(); last != seen_last_seq_) {
-        seen_last_seq_ = last;
-        machine_.on_new_row();
+    // A job that ends synchronously (an upload refused at once) calls pump() again from
+    // execute(): that turn is taken by the loop below instead of recursing.
+    if (pumping_) {
+        repump_ = true;
+        return;
     }
-    const auto now = clock::now();
-    if (now < not_before_ && machine_.current() && !machine_.busy()) return;
-    execute(machine_.next(now, unix_ms()));
+    pumping_ = true;
+    do {
+        repump_ = false;
+        if (const uint64_t last = buf_.last_seq(); last != seen_last_seq_) {
+            seen_last_seq_ = last;
+            machine_.on_new_row();
+        }
+        for (;;) {
+            const auto now = clock::now();
+            auto a = machine_.next(now, unix_ms(), now >= not_before_);
+            if (a.what == batch_machine::action::none) break;
+            execute(std::move(a));
+            if (stopping_) break;
+        }
+    } while (repump_ && !stopping_);
+    pumping_ = false;
 }
 
 void batch_sink::execute(batch_machine::action a) {
@@ -169,7 +196,7 @@ void batch_sink::execute(batch_machine::action a) {
                 std::vector<storage::stored_row> rows, rest;
                 std::shared_ptr<std::string> body;
                 size_t ndjson_bytes = 0;
-                std::string key, error;
+                std::string key, sha256, error;
             };
             auto r = std::make_shared<result>();
             r->rows = std::move(a.rows);
@@ -178,8 +205,10 @@ void batch_sink::execute(batch_machine::action a) {
             const uint64_t acked = machine_.ack_committed();
             const bool recorded = a.recorded;
             const batch_range range = a.range;
+            const bool hash = wants_payload_hash();
             run_job(
-                [store, r, max_bytes, gzip, acked, recorded, range, gw = gateway_id_, key = key_] {
+                [store, r, max_bytes, gzip, acked, recorded, range, hash, gw = gateway_id_,
+                 key = key_] {
                     try {
                         std::string text;
                         size_t used = 0;
@@ -202,6 +231,7 @@ void batch_sink::execute(batch_machine::action a) {
                         r->ndjson_bytes = text.size();
                         r->body = std::make_shared<std::string>(gzip ? ndjson::gzip(text)
                                                                      : std::move(text));
+                        if (hash) r->sha256 = s3::sha256_hex(*r->body);
                         r->key = key.render(
                             {gw, r->rows.front().ts_ms, first, last, r->rows.front().seq, {}});
                         if (!recorded) store->record(first, last, acked);
@@ -221,15 +251,17 @@ void batch_sink::execute(batch_machine::action a) {
                     }
                     const size_t n = r->rows.size();
                     machine_.on_encoded(std::move(r->rows), std::move(r->rest), now);
-                    const auto& c = *machine_.current();
-                    upload_ = upload{c.first, c.last, n, r->body, r->key};
+                    const batch_range c = machine_.newest();
+                    uploads_.push_back(upload{c.first, c.last, n, r->body, std::move(r->key),
+                                              std::move(r->sha256)});
                     pump();
                 });
             return;
         }
         case action::upload:
+            assert(uploads_.size() == machine_.prepared());
             not_before_ = clock::now();
-            start_upload(*upload_);
+            start_upload(uploads_.front());
             return;
         case action::split: {
             auto ok = std::make_shared<bool>(false);
@@ -245,7 +277,8 @@ void batch_sink::execute(batch_machine::action a) {
                 [this, ok, a] {
                     log::get("sink")->warn("{}: batch {}-{} refused as a whole ({}); splitting it",
                                            cfg_.name, a.range.first, a.range.last, last_error_);
-                    upload_.reset();
+                    // The machine prepares the halves, and what was prepared behind, again.
+                    if (*ok) uploads_.clear();
                     machine_.on_split_recorded(*ok, clock::now());
                     pump();
                 });
@@ -275,8 +308,9 @@ void batch_sink::execute(batch_machine::action a) {
                             *kept ? "moved to the dead letters" : "dropped (no longer buffered)",
                             drop_log_.count());
                     }
-                    upload_.reset();
+                    if (*ok) uploads_.pop_front();
                     machine_.on_dropped(*ok, clock::now());
+                    release_rows();
                     pump();
                 });
             return;
@@ -303,14 +337,15 @@ void batch_sink::execute(batch_machine::action a) {
 void batch_sink::upload_done(upload_outcome outcome, std::string error) {
     const auto now = clock::now();
     auto lg = log::get("sink");
+    const upload& u = uploads_.front();
     if (outcome != upload_outcome::ok) {
         last_error_ = std::move(error);
         if (outcome == upload_outcome::refused || outcome == upload_outcome::local) {
-            lg->error("{}: batch {}-{}: {}; retrying in {} s", cfg_.name, upload_->first_seq,
-                      upload_->last_seq, last_error_, machine_.limits().error_retry.count() / 1000);
+            lg->error("{}: batch {}-{}: {}; retrying in {} s", cfg_.name, u.first_seq, u.last_seq,
+                      last_error_, machine_.limits().error_retry.count() / 1000);
         } else if (outcome == upload_outcome::transient && machine_.failures() % 10 == 0) {
             lg->warn("{}: batch {}-{}: {} (attempt {}), retrying with backoff", cfg_.name,
-                     upload_->first_seq, upload_->last_seq, last_error_, machine_.failures() + 1);
+                     u.first_seq, u.last_seq, last_error_, machine_.failures() + 1);
         }
         machine_.on_uploaded(outcome, now);
         if (outcome == upload_outcome::too_large) pump();
@@ -321,7 +356,7 @@ void batch_sink::upload_done(upload_outcome outcome, std::string error) {
         // must not upload the range again with fewer rows (see batch_machine.h).
         auto ok = std::make_shared<bool>(false);
         run_job(
-            [store = store_, first = upload_->first_seq, ok] {
+            [store = store_, first = u.first_seq, ok] {
                 try {
                     store->mark_uploaded(first);
                     *ok = true;
@@ -343,20 +378,28 @@ void batch_sink::upload_done(upload_outcome outcome, std::string error) {
 void batch_sink::uploaded() {
     auto lg = log::get("sink");
     const auto now = clock::now();
-    bytes_uploaded_ += upload_->body->size();
-    rows_uploaded_ += upload_->rows;
+    const upload& u = uploads_.front();
+    bytes_uploaded_ += u.body->size();
+    rows_uploaded_ += u.rows;
     ++batches_uploaded_;
-    cnt_.sent.fetch_add(upload_->rows, std::memory_order_relaxed);
-    cnt_.acked.fetch_add(upload_->rows, std::memory_order_relaxed);
+    cnt_.sent.fetch_add(u.rows, std::memory_order_relaxed);
+    cnt_.acked.fetch_add(u.rows, std::memory_order_relaxed);
     if (opts_.max_bytes_per_s > 0) {
         not_before_ +=
-            std::chrono::microseconds(upload_->body->size() * 1'000'000 / opts_.max_bytes_per_s);
+            std::chrono::microseconds(u.body->size() * 1'000'000 / opts_.max_bytes_per_s);
     }
     if (machine_.failures() > 0) lg->info("{}: uploading again", cfg_.name);
     last_error_.clear();
-    upload_.reset();
+    uploads_.pop_front();
     machine_.on_uploaded(upload_outcome::ok, now);
+    release_rows();
     pump();
+}
+
+void batch_sink::release_rows() {
+    auto rows = std::make_shared<std::vector<storage::stored_row>>(machine_.take_finished());
+    if (rows->empty()) return;
+    run_job([rows] { rows->clear(); }, [] {});
 }
 
 void batch_sink::tick(double seconds) {
@@ -382,12 +425,13 @@ nlohmann::json batch_sink::status() {
         eta = static_cast<double>(rows) / rate_;
     }
     nlohmann::json in_flight = nullptr;
-    if (upload_) {
-        in_flight = {{"first_seq", upload_->first_seq},
-                     {"last_seq", upload_->last_seq},
-                     {"rows", upload_->rows},
-                     {"bytes", upload_->body->size()},
-                     {"key", upload_->key}};
+    if (!uploads_.empty()) {
+        const upload& u = uploads_.front();
+        in_flight = {{"first_seq", u.first_seq},
+                     {"last_seq", u.last_seq},
+                     {"rows", u.rows},
+                     {"bytes", u.body->size()},
+                     {"key", u.key}};
     }
     nlohmann::json j = {{"type", cfg_.type},
                         {"state", to_string(machine_.state())},

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // The I/O half shared by the batch sinks (dir, http, s3), around batch_machine: it runs the
-// machine's reads, encodings and records as jobs on the libuv worker pool (never on the loop),
-// keeps the encoded body of the batch in flight for its retries, and leaves the transfer itself
-// to the type (start_upload). Loop thread only; at most one job per sink at a time, which is
-// what lets the jobs share the sink's batch_store connection without a lock.
+// machine's reads, encodings (NDJSON, gzip, and the payload hash for types that sign it) and
+// records as jobs on the libuv worker pool (never on the loop), keeps the encoded bodies of
+// the prepared batches for their uploads and retries, and leaves the transfer itself to the
+// type (start_upload).
+//
+// Pipelined (batch_machine "Pipeline", prepare_ahead batches): while one batch uploads, the
+// next is read from the buffer, encoded and recorded on the pool. So at most two jobs of one
+// sink run at once (one preparation, one upload or its record); they share the sink's
+// batch_store, which serialises its calls. Loop thread only.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -57,6 +63,7 @@ protected:
         size_t rows;
         std::shared_ptr<const std::string> body;  // compressed unless compression is none
         std::string key;
+        std::string sha256;  // hex SHA-256 of body, when the type wants_payload_hash()
     };
     // Starts the transfer of `u`; the type calls upload_done() exactly once, on the loop.
     virtual void start_upload(const upload& u) = 0;
@@ -64,6 +71,8 @@ protected:
     // Marks the batch uploaded in its record: a worker job, before its rows are acknowledged.
     // Types whose upload already runs on a worker call store().mark_uploaded() there instead.
     virtual bool marks_uploaded_itself() const { return false; }
+    // Types that sign the payload (s3) get its SHA-256 computed with the encoding, on the pool.
+    virtual bool wants_payload_hash() const { return false; }
     // Extra status fields of the type.
     virtual void add_status(nlohmann::json&) {}
 
@@ -82,6 +91,8 @@ protected:
 private:
     void execute(batch_machine::action a);
     void uploaded();
+    // Frees the rows of finished batches on a worker instead of the loop.
+    void release_rows();
 
     std::string gateway_id_;
     storage::buffer& buf_;
@@ -93,7 +104,9 @@ private:
     std::shared_ptr<storage::batch_store> store_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     uint64_t seen_last_seq_ = 0;
-    std::optional<upload> upload_;                        // the encoded batch in flight
+    // The prepared batches, oldest (uploading or next) first, as machine_.prepared() counts them.
+    std::deque<upload> uploads_;
+    bool pumping_ = false, repump_ = false;
     std::chrono::steady_clock::time_point not_before_{};  // max_bytes_per_s
     uint64_t bytes_uploaded_ = 0, batches_uploaded_ = 0, rows_uploaded_ = 0;
     uint64_t rows_at_last_tick_ = 0;

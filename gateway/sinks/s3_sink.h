@@ -53,6 +53,7 @@ public:
 
 protected:
     void start_upload(const upload& u) override;
+    bool wants_payload_hash() const override { return true; }
     void add_status(nlohmann::json& j) override;
 
 private:
