@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace egw::storage {
 
 batch_store::batch_store(std::string path, int bit, sync_mode sync)
@@ -70,6 +72,7 @@ bool batch_store::read(uint64_t after, uint64_t through, size_t limit,
         .bind(2, static_cast<int64_t>(uint64_t{1} << bit_))
         .bind(3, static_cast<int64_t>(limit));
     if (through) s.bind(4, static_cast<int64_t>(through));
+    out.reserve(out.size() + std::min<size_t>(limit, 16384));  // no regrowth for a full batch
     size_t n = 0;
     try {
         while (s.step()) {

@@ -211,6 +211,11 @@ void batch_sink::execute(batch_machine::action a) {
                  key = key_] {
                     try {
                         std::string text;
+                        size_t raw = 0;
+                        for (const auto& row : r->rows)
+                            raw += row.topic.size() + row.payload.size();
+                        // The keys, numbers and quotes of a line add about 80 bytes to it.
+                        text.reserve(std::min(raw + 96 * r->rows.size(), max_bytes + 4096));
                         size_t used = 0;
                         for (const auto& row : r->rows) {
                             const size_t before = text.size();
