@@ -27,6 +27,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -190,8 +191,41 @@ private:
     int attempts_ = 0;
     clock::time_point retry_at_{};
 
-    std::deque<batch_range> recorded_;         // recorded, not uploaded, oldest first
-    std::deque<storage::stored_row> pending_;  // read, not yet in a batch, by seq
+    std::deque<batch_range> recorded_;  // recorded, not uploaded, oldest first
+    // A FIFO of rows over one vector: a drain moves 10,000 rows through it per batch on the
+    // loop, and a std::deque allocates a block per few rows of this size.
+    class row_queue {
+    public:
+        bool empty() const { return head_ == v_.size(); }
+        size_t size() const { return v_.size() - head_; }
+        storage::stored_row& front() { return v_[head_]; }
+        void pop_front() {
+            if (++head_ == v_.size()) {
+                v_.clear();
+                head_ = 0;
+            }
+        }
+        void push_back(storage::stored_row&& r) {
+            if (head_ > 0 && head_ >= v_.size() / 2) {
+                v_.erase(v_.begin(), v_.begin() + static_cast<std::ptrdiff_t>(head_));
+                head_ = 0;
+            }
+            v_.push_back(std::move(r));
+        }
+        void push_front(storage::stored_row&& r) {
+            if (head_ > 0) {
+                v_[--head_] = std::move(r);
+            } else {
+                v_.insert(v_.begin(), std::move(r));
+            }
+        }
+
+    private:
+        std::vector<storage::stored_row> v_;
+        size_t head_ = 0;
+    };
+
+    row_queue pending_;  // read, not yet in a batch, by seq
     size_t pending_estimate_ = 0;
     uint64_t read_after_ = 0;  // every row for this sink <= it is read, in a batch or acked
     std::deque<prepared_batch> ready_;  // recorded and encoded, oldest (current) first

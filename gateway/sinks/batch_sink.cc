@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/sinks/batch_sink.h"
 
+#include <time.h>
 #include <unistd.h>
 
 #include <cassert>
@@ -27,6 +28,14 @@ constexpr size_t prepare_ahead = 2;
 batch_limits pipelined(batch_limits l) {
     l.prepare_ahead = prepare_ahead;
     return l;
+}
+
+// CPU time of the calling thread: on a busy machine a turn's wall time also counts the time the
+// thread waited for a CPU.
+std::chrono::nanoseconds thread_cpu() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
 }
 
 struct work {
@@ -86,8 +95,13 @@ void batch_sink::run_job(std::function<void()> run, std::function<void()> done) 
     std::weak_ptr<bool> alive = alive_;
     // The sink may be replaced (reload) or destroyed (shutdown) while the job runs: `done`
     // captures `this`, so it runs only if the sink still exists.
-    w->done = [alive, d = std::move(w->done)] {
-        if (auto a = alive.lock(); a && *a) d();
+    w->done = [this, alive, d = std::move(w->done)] {
+        if (auto a = alive.lock(); a && *a) {
+            const auto t0 = clock::now();
+            const auto c0 = thread_cpu();
+            d();
+            note_loop_time(clock::now() - t0, thread_cpu() - c0);
+        }
     };
     uv_queue_work(
         loop_, &w->req, [](uv_work_t* r) { static_cast<work*>(r->data)->run(); },
@@ -401,6 +415,11 @@ void batch_sink::uploaded() {
     pump();
 }
 
+void batch_sink::note_loop_time(clock::duration wall, clock::duration cpu) {
+    loop_max_ = std::max(loop_max_, wall);
+    loop_cpu_max_ = std::max(loop_cpu_max_, cpu);
+}
+
 void batch_sink::release_rows() {
     auto rows = std::make_shared<std::vector<storage::stored_row>>(machine_.take_finished());
     if (rows->empty()) return;
@@ -452,6 +471,8 @@ nlohmann::json batch_sink::status() {
                         {"rate_msg_s", rate_},
                         {"dropped", machine_.dropped()},
                         {"failures", machine_.failures()},
+                        {"loop_max_s", std::chrono::duration<double>(loop_max_).count()},
+                        {"loop_cpu_max_s", std::chrono::duration<double>(loop_cpu_max_).count()},
                         {"last_error", last_error_}};
     add_status(j);
     return j;

@@ -93,6 +93,11 @@ private:
     void uploaded();
     // Frees the rows of finished batches on a worker instead of the loop.
     void release_rows();
+    // The longest the sink kept the loop busy in one go (a job's completion, with the pump
+    // and upload start it triggers), in wall time and in the loop thread's CPU time: its own
+    // share of loop.lag_max_s. Status loop_max_s, loop_cpu_max_s.
+    void note_loop_time(std::chrono::steady_clock::duration wall,
+                        std::chrono::steady_clock::duration cpu);
 
     std::string gateway_id_;
     storage::buffer& buf_;
@@ -111,6 +116,7 @@ private:
     uint64_t bytes_uploaded_ = 0, batches_uploaded_ = 0, rows_uploaded_ = 0;
     uint64_t rows_at_last_tick_ = 0;
     double rate_ = 0;  // rows per second
+    std::chrono::steady_clock::duration loop_max_{}, loop_cpu_max_{};
     log::throttle drop_log_;
 };
 

@@ -17,7 +17,7 @@
 # the spread over BD_REPEAT runs of each.
 #
 #   bash tests/run.sh -R none && tests/bench/batch_drain.sh      # build/ daemon and loadgen
-#   BD_ROWS=1000000 BD_REPEAT=3 BD_SYSTEMS="bridge dir s3" tests/bench/batch_drain.sh
+#   BD_ROWS=1000000 BD_REPEAT=3 BD_SYSTEMS="bridge dir s3 idle" tests/bench/batch_drain.sh
 #
 # EGW_GATEWAY / EGW_LOADGEN override the binaries (default: build/, built with
 # -DEGW_BUILD_BENCH=ON). The s3 part needs `npm install --prefix tests/s3` (as .ci/run does).
@@ -30,7 +30,7 @@ loadgen=${EGW_LOADGEN:-$root/build/tests/bench/egw-loadgen}
 rows=${BD_ROWS:-1000000}
 size=${BD_SIZE:-100}
 repeat=${BD_REPEAT:-1}
-systems=${BD_SYSTEMS:-"bridge dir s3"}
+systems=${BD_SYSTEMS:-"bridge dir s3 idle"}
 max_rows=${BD_BATCH_ROWS:-10000}
 inflight=${BD_INFLIGHT:-256}
 command -v mosquitto >/dev/null || PATH=$PATH:/usr/sbin
@@ -157,7 +157,7 @@ PY
 }
 
 gateway_run() {  # kind run; sets rate ratio_bytes hwm lag
-    local kind=$1 d=$tmp/$1.$2 s3pid=""
+    local kind=$1 d=$tmp/$1.$2 s3pid="" st=""
     mkdir -p "$d"
     local sink='{"type": "dir", "path": "'$d'/archive", "batch": {"max_rows": '$max_rows', "max_delay_ms": 1000}}'
     if [[ $kind == s3 ]]; then
@@ -185,6 +185,19 @@ JSON
     local p=$!
     for _ in $(seq 200); do [[ -S $d/data/control.sock ]] && break; sleep 0.1; done
     stop_pid $p
+    if [[ $kind == idle ]]; then
+        # The baseline of the stall figure: the same daemon with nothing to drain, for as long
+        # as a drain takes here (BD_IDLE_S), on the same (shared) machine.
+        "$gw" --config "$d/gw.json" 2>"$d/gw.log" &
+        p=$!
+        pids+=("$p")
+        sleep "${BD_IDLE_S:-20}"
+        st=$("$gw" status --config "$d/gw.json" --json)
+        lag=$(python3 -c 'import json,sys; print("%.2f" % (json.loads(sys.argv[1])["loop"]["lag_max_s"] * 1000))' "$st")
+        stop_pid $p
+        rm -rf "$d/data" "$d/archive"
+        return
+    fi
     fill_buffer "$d/data/buffer.db"
     sync
     "$gw" --config "$d/gw.json" 2>"$d/gw.log" &
@@ -194,11 +207,14 @@ JSON
     if [[ -n ${BD_PERF:-} ]]; then  # BD_PERF=DIR: perf record of the gateway into DIR/KIND.perf
         perf record -F 999 -g -p "$p" -o "$BD_PERF/$kind.perf" 2>/dev/null &
         perf_pid=$!
+    elif [[ -n ${BD_SCHED:-} ]]; then  # BD_SCHED=DIR: scheduler events of the gateway's threads
+        perf sched record -o "$BD_SCHED/$kind.sched" -p "$p" 2>/dev/null &
+        perf_pid=$!
     elif [[ -n ${BD_STRACE:-} ]]; then  # BD_STRACE=DIR: the loop thread's slow syscalls
         strace -f -T -tt -e trace=!pread64,pwrite64,read,write -p "$p" -o "$BD_STRACE/$kind.strace" 2>/dev/null &
         perf_pid=$!
     fi
-    local st="" start="" peak=0 done_=0
+    local start="" peak=0 done_=0
     for _ in $(seq 100000); do
         st=$("$gw" status --config "$d/gw.json" --json 2>/dev/null || true)
         local h
@@ -218,13 +234,13 @@ JSON
     # the wall time was other people's.
     read -r cpu runq <<<"$(cat /proc/$p/task/*/schedstat | awk '{c+=$1; w+=$2} END {printf "%.2f %.2f", c/1e9, w/1e9}')"
     ((done_)) || die "$kind: the drain did not finish"
-    read -r rate ratio_bytes lag <<<"$(python3 - "$st" "$start" "$end" "$rows" "$size" <<'PY'
+    read -r rate ratio_bytes lag own <<<"$(python3 - "$st" "$start" "$end" "$rows" "$size" <<'PY'
 import json, sys
 s = json.loads(sys.argv[1]); start, end = float(sys.argv[2]), float(sys.argv[3])
 rows, size = int(sys.argv[4]), int(sys.argv[5])
 o = s["sinks"]["out"]
 print(round(rows / (end - start)), f'{o["bytes_uploaded"] / (rows * size):.3f}',
-      f'{s["loop"]["lag_max_s"] * 1000:.2f}')
+      f'{s["loop"]["lag_max_s"] * 1000:.2f}', f'{o["loop_max_s"] * 1000:.2f}/{o["loop_cpu_max_s"] * 1000:.2f}')
 PY
 )"
     hwm=$(python3 -c "print(f'{$peak / 1024:.1f}')")
@@ -242,7 +258,11 @@ PY
 declare -A all
 for ((i = 1; i <= repeat; i++)); do
     for sys in $systems; do
-        if [[ $sys == bridge ]]; then
+        if [[ $sys == idle ]]; then
+            gateway_run idle "$i"
+            all[idle]+=" $lag"
+            log "idle run $i: lag max $lag ms"
+        elif [[ $sys == bridge ]]; then
             bridge_run "$i"
             all[bridge]+=" $rate"
             all[bridge_hwm]+=" $bridge_hwm"
@@ -254,16 +274,18 @@ for ((i = 1; i <= repeat; i++)); do
             all[$sys.hwm]+=" $hwm"
             all[$sys.lag]+=" $lag"
             all[$sys.cpu]+=" $cpu"
-            log "$sys run $i: $rate rows/s, $ratio_bytes B/B, VmHWM $hwm MiB, lag max $lag ms, $objects objects, gateway CPU $cpu s, runnable waiting for a CPU $runq s"
+            all[$sys.own]+=" $own"
+            log "$sys run $i: $rate rows/s, $ratio_bytes B/B, VmHWM $hwm MiB, lag max $lag ms (the sink's own longest turn on the loop, wall/CPU: $own ms), $objects objects, gateway CPU $cpu s, runnable waiting for a CPU $runq s"
         fi
     done
 done
 
-python3 - "$rows" "$size" "$repeat" \
+python3 - "$rows" "$size" "$repeat" "${all[idle]:-}" \
     "${all[bridge]:-}" "${all[bridge_hwm]:-}" \
-    "${all[dir]:-}" "${all[dir.bytes]:-}" "${all[dir.hwm]:-}" "${all[dir.lag]:-}" \
-    "${all[s3]:-}" "${all[s3.bytes]:-}" "${all[s3.hwm]:-}" "${all[s3.lag]:-}" <<'PY'
+    "${all[dir]:-}" "${all[dir.bytes]:-}" "${all[dir.hwm]:-}" "${all[dir.lag]:-}" "${all[dir.own]:-}" "${all[dir.cpu]:-}" \
+    "${all[s3]:-}" "${all[s3.bytes]:-}" "${all[s3.hwm]:-}" "${all[s3.lag]:-}" "${all[s3.own]:-}" "${all[s3.cpu]:-}" <<'PY'
 import statistics, sys
+idle = sys.argv.pop(4)
 rows, size, repeat = sys.argv[1:4]
 def nums(s): return [float(x) for x in s.split()]
 def med(s): return statistics.median(nums(s)) if s.strip() else None
@@ -275,8 +297,8 @@ print(f"\nbatch drain of {int(rows):,} rows of {size} B JSON, {repeat} run(s) ea
 b = med(bridge)
 if b:
     print(f"  mosquitto bridge (in memory)  {b:>10,.0f} msg/s   ({spread(bridge)}; edge broker VmHWM {med(bridge_hwm):.1f} MiB)")
-for kind, target, args in (("dir", 6.0, sys.argv[6:10]), ("s3", 3.0, sys.argv[10:14])):
-    r, by, hwm, lag = args
+for kind, target, args in (("dir", 6.0, sys.argv[6:12]), ("s3", 3.0, sys.argv[12:18])):
+    r, by, hwm, lag, own, cpu = args
     if not r.strip():
         continue
     m = med(r)
@@ -288,4 +310,8 @@ for kind, target, args in (("dir", 6.0, sys.argv[6:10]), ("s3", 3.0, sys.argv[10
     print(f"      gateway peak RSS (VmHWM) {med(hwm):.1f} MiB (max {max(hv):.1f}) [<= 64 MiB: {'met' if max(hv) <= 64 else 'NOT met'}]")
     lv = nums(lag)
     print(f"      loop's longest stall (lag probe) {med(lag):.2f} ms (all runs: {' '.join(f'{x:.2f}' for x in lv)}) [< 5 ms: {'met' if max(lv) < 5 else 'NOT met'}]")
+    print(f"      the sink's own longest turn on the loop, wall/CPU (status loop_max_s, loop_cpu_max_s): {' '.join(own.split())} ms")
+    print(f"      gateway CPU per row: {' '.join(f'{x / int(rows) * 1e6:.1f}' for x in nums(cpu))} us")
+if idle.strip():
+    print(f"  the same daemon idle, loop's longest stall: {' '.join(f'{x:.2f}' for x in nums(idle))} ms (the machine's own noise)")
 PY
