@@ -16,8 +16,10 @@
 # longest stall seen by the lag probe during the drain (status loop.lag_max_s) [< 5 ms], and
 # the spread over BD_REPEAT runs of each.
 #
-#   bash tests/run.sh -R none && tests/bench/batch_drain.sh      # build/ daemon and loadgen
-#   BD_ROWS=1000000 BD_REPEAT=3 BD_SYSTEMS="bridge dir s3 idle" tests/bench/batch_drain.sh
+#   cmake -S . -B build -DEGW_BUILD_BENCH=ON && cmake --build build -j2 --target edge-gateway egw-loadgen
+#   BD_ROWS=1000000 BD_REPEAT=2 BD_SYSTEMS="bridge dir s3 idle" nice -n 0 tests/bench/batch_drain.sh
+#
+# The `idle` system is the stall figure's baseline: the same daemon with nothing to drain.
 #
 # EGW_GATEWAY / EGW_LOADGEN override the binaries (default: build/, built with
 # -DEGW_BUILD_BENCH=ON). The s3 part needs `npm install --prefix tests/s3` (as .ci/run does).
