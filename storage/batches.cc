@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace egw::storage {
 
 batch_store::batch_store(std::string path, int bit, sync_mode sync)
@@ -52,6 +54,7 @@ void batch_store::open() {
 }
 
 std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_through) {
+    std::lock_guard lock(mu_);
     open();
     std::vector<range> out;
     uploaded_through = 0;
@@ -76,12 +79,14 @@ std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_thro
 
 bool batch_store::read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out,
                        size_t max_bytes) {
+    std::lock_guard lock(mu_);
     open();
     statement& s = through ? read_through_ : read_;
     s.bind(1, static_cast<int64_t>(after))
         .bind(2, static_cast<int64_t>(uint64_t{1} << bit_))
         .bind(3, static_cast<int64_t>(limit));
     if (through) s.bind(4, static_cast<int64_t>(through));
+    out.reserve(out.size() + std::min<size_t>(limit, 16384));  // no regrowth for a full batch
     size_t n = 0, bytes = 0;
     bool full = false;
     try {
@@ -110,6 +115,7 @@ bool batch_store::read(uint64_t after, uint64_t through, size_t limit, std::vect
 }
 
 void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     forget_done_.bind(1, bit_).bind(2, static_cast<int64_t>(acked_through));
@@ -122,6 +128,7 @@ void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) 
 }
 
 void batch_store::mark_uploaded(uint64_t first) {
+    std::lock_guard lock(mu_);
     open();
     mark_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     mark_.step();
@@ -130,6 +137,7 @@ void batch_store::mark_uploaded(uint64_t first) {
 
 bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::string& reason,
                               int64_t now_ms) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     dead_.bind(1, now_ms).bind(2, sink).bind(3, reason).bind(4, static_cast<int64_t>(seq));
@@ -144,6 +152,7 @@ bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::
 }
 
 void batch_store::split(uint64_t first, range a, range b) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
@@ -160,6 +169,7 @@ void batch_store::split(uint64_t first, range a, range b) {
 }
 
 void batch_store::forget(uint64_t first) {
+    std::lock_guard lock(mu_);
     open();
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     erase_.step();
@@ -171,6 +181,7 @@ void batch_store::forget(uint64_t first) {
 namespace egw::storage {
 
 std::vector<batch_store::multipart_record> batch_store::multipart_records() {
+    std::lock_guard lock(mu_);
     open();
     std::vector<multipart_record> out;
     mp_list_.bind(1, bit_);
@@ -208,6 +219,7 @@ std::vector<batch_store::multipart_record> batch_store::multipart_records() {
 
 void batch_store::multipart_begin(const std::string& key, const std::string& upload_id,
                                   uint64_t size, uint64_t part_size, const std::string& digest) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     mp_forget_parts_.bind(1, bit_).bind(2, key);
@@ -225,6 +237,7 @@ void batch_store::multipart_begin(const std::string& key, const std::string& upl
 }
 
 void batch_store::multipart_part(const std::string& key, int part, const std::string& etag) {
+    std::lock_guard lock(mu_);
     open();
     mp_part_.bind(1, bit_).bind(2, key).bind(3, part).bind(4, etag);
     mp_part_.step();
@@ -232,6 +245,7 @@ void batch_store::multipart_part(const std::string& key, int part, const std::st
 }
 
 void batch_store::multipart_forget(const std::string& key) {
+    std::lock_guard lock(mu_);
     open();
     transaction t(db_);
     for (statement* s : {&mp_forget_parts_, &mp_forget_}) {

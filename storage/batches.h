@@ -4,12 +4,13 @@
 //
 // Its own SQLite connection, opened on first use, so that a batch sink reads and records on a
 // worker thread without touching the loop's reader connection or taking the ingest write lock
-// for longer than one small transaction. Threads: one thread at a time (the sink runs one job at
-// a time); any worker thread.
+// for longer than one small transaction. Threads: any worker thread; calls are serialised by
+// an internal mutex (a pipelined sink records the next batch while the current one is marked).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,7 @@ public:
 private:
     void open();
 
+    std::mutex mu_;
     std::string path_;
     int bit_;
     sync_mode sync_;

@@ -2,6 +2,7 @@
 #include "storage/buffer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <stdexcept>
@@ -23,9 +24,10 @@ constexpr int64_t wal_restart_bytes = 64 << 20;
 // (and the checkpoint's fsync) close to the size of the row. Applies to new files only.
 constexpr int64_t page_size = 1024;
 
-// Rows per acknowledgement transaction: about 1 us of SQLite work each, so an ingest commit
-// waits at most about 150 us behind one.
+// Rows per step of an acknowledgement transaction (about 1 us of SQLite work each), and how
+// long one transaction goes on taking steps: an ingest commit waits at most about that long.
 constexpr int64_t ack_chunk_rows = 128;
+constexpr std::chrono::microseconds ack_budget{1000};
 
 bool is_corruption(const sqlite_error& e) {
     return e.code() == SQLITE_CORRUPT || e.code() == SQLITE_NOTADB;
@@ -507,34 +509,42 @@ void buffer::ack(int bit, uint64_t after, uint64_t through) {
     while (after < through) after = ack_chunk(bit, after, through);
 }
 
-// One transaction over the next ack_chunk_rows rows of the range; returns how far it got.
-// Ingest commits wait for the write lock meanwhile (holding Paho's global mutex, see
-// append()), so a chunk bounds that wait, however far the acknowledgements have run ahead.
+// One transaction over the next rows of the range, ack_chunk_rows at a time for as long as
+// ack_budget allows; returns how far it got. Ingest commits wait for the write lock meanwhile
+// (holding Paho's global mutex, see append()), so the budget bounds that wait, however far the
+// acknowledgements have run ahead; within it, a drain's million rows take a few hundred
+// transactions instead of thousands (each commit rewrites the totals, meta and inner pages).
 uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
     const auto mask = static_cast<int64_t>(bit_mask(bit));
     std::lock_guard lock(write_mu_);
+    const auto started = std::chrono::steady_clock::now();
     delta d;
     transaction t(writer_);
-    select_acked_.bind(1, static_cast<int64_t>(after))
-        .bind(2, static_cast<int64_t>(through))
-        .bind(3, mask)
-        .bind(4, ack_chunk_rows);
-    int64_t rows = 0;
-    uint64_t last = after;
-    while (select_acked_.step()) {
-        last = static_cast<uint64_t>(select_acked_.int64(0));
-        auto sinks = static_cast<uint64_t>(select_acked_.int64(1));
-        d.remove(bit_mask(bit), sinks == bit_mask(bit), select_acked_.int64(2));
-        ++rows;
-    }
-    select_acked_.reset();
+    uint64_t end = after;
+    do {
+        select_acked_.bind(1, static_cast<int64_t>(end))
+            .bind(2, static_cast<int64_t>(through))
+            .bind(3, mask)
+            .bind(4, ack_chunk_rows);
+        int64_t rows = 0;
+        uint64_t last = end;
+        while (select_acked_.step()) {
+            last = static_cast<uint64_t>(select_acked_.int64(0));
+            auto sinks = static_cast<uint64_t>(select_acked_.int64(1));
+            d.remove(bit_mask(bit), sinks == bit_mask(bit), select_acked_.int64(2));
+            ++rows;
+        }
+        select_acked_.reset();
+        const uint64_t from = end;
+        end = rows < ack_chunk_rows ? through : last;
+        if (rows == 0) break;
+        for (statement* s : {&delete_acked_, &clear_acked_}) {
+            s->bind(1, static_cast<int64_t>(from)).bind(2, static_cast<int64_t>(end)).bind(3, mask);
+            s->step();
+            s->reset();
+        }
+    } while (end < through && std::chrono::steady_clock::now() - started < ack_budget);
     if (d.empty) return through;  // rolled back: nothing left (evicted meanwhile)
-    const uint64_t end = rows < ack_chunk_rows ? through : last;
-    for (statement* s : {&delete_acked_, &clear_acked_}) {
-        s->bind(1, static_cast<int64_t>(after)).bind(2, static_cast<int64_t>(end)).bind(3, mask);
-        s->step();
-        s->reset();
-    }
     const uint64_t at = last_seq_.load(std::memory_order_relaxed);
     write_snapshot(d, at);
     t.commit();

@@ -197,8 +197,8 @@ public:
     int64_t oldest_ts(int bit, uint64_t after);
 
     // Every row for sink `bit` with after < seq <= through was acknowledged: clear its bit and
-    // delete rows no sink still needs, in transactions of a bounded number of rows so that
-    // ingest never waits long behind it. Worker thread.
+    // delete rows no sink still needs, in transactions of bounded duration (about 1 ms) so
+    // that ingest never waits long behind it. Worker thread.
     void ack(int bit, uint64_t after, uint64_t through);
 
     // The plugin stage's commit: everything in `b` in one transaction (see stage_batch).

@@ -31,32 +31,38 @@ size_t batch_machine::estimate(const storage::stored_row& r) const {
     return r.topic.size() + r.payload.size() + r.payload.size() / 3 + 100;
 }
 
-batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms) {
+batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
+                                          bool upload_allowed) {
     action a;
-    if (busy_) return a;
     if (now < retry_at_) return a;
     if (!recovered_) {
-        if (recovering_) return a;
+        if (recovering_ || busy_) return a;
         recovering_ = busy_ = true;
         a.what = action::recover;
         return a;
     }
-    if (current_) {
+    if (!ready_.empty() && !uploading_ && !split_due_ && upload_allowed) {
+        uploading_ = true;
+        a.what = action::upload;
+        return a;
+    }
+    if (!ready_.empty() && !uploading_ && split_due_) {
+        // A split rewinds what was prepared behind the batch: not while a preparation runs.
+        if (busy_) return a;
+        const prepared_batch& cur = ready_.front();
         busy_ = true;
-        if (split_due_ && current_rows_.size() == 1) {
+        a.range = cur.range;
+        if (cur.rows.size() == 1) {
             a.what = action::drop;
-            a.range = *current_;
-        } else if (split_due_) {
-            const size_t mid = current_rows_.size() / 2;
-            a.what = action::split;
-            a.range = *current_;
-            a.halves[0] = {current_->first, current_rows_[mid - 1].seq};
-            a.halves[1] = {current_rows_[mid].seq, current_->last};
         } else {
-            a.what = action::upload;
+            const size_t mid = cur.rows.size() / 2;
+            a.what = action::split;
+            a.halves[0] = {cur.range.first, cur.rows[mid - 1].seq};
+            a.halves[1] = {cur.rows[mid].seq, cur.range.last};
         }
         return a;
     }
+    if (busy_ || split_due_ || ready_.size() > limits_.prepare_ahead) return a;
     if (!recorded_.empty()) {
         // A range recorded before (a restart, a split): exactly its rows, under its key.
         const batch_range r = recorded_.front();
@@ -77,6 +83,11 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms)
             pending_.pop_front();
         }
         if (a.rows.empty()) {
+            // Only when nothing is queued before it: forgetting acknowledges its range.
+            if (!ready_.empty()) {
+                busy_ = false;
+                return a;
+            }
             a.what = action::forget;
             a.range = r;
             return a;
@@ -92,6 +103,7 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms)
     if (full || due) {
         busy_ = true;
         a.what = action::encode;
+        a.rows.reserve(std::min(pending_.size(), limits_.max_rows));
         size_t bytes = 0;
         while (!pending_.empty() && a.rows.size() < limits_.max_rows &&
                (a.rows.empty() || bytes < limits_.max_bytes)) {
@@ -162,16 +174,16 @@ void batch_machine::on_encoded(std::vector<storage::stored_row>&& used,
         fail(upload_outcome::local, now);
         return;
     }
+    batch_range range{used.front().seq, used.back().seq};
     if (!recorded_.empty() && used.front().seq >= recorded_.front().first &&
         used.back().seq <= recorded_.front().last) {
-        current_ = recorded_.front();
+        range = recorded_.front();
         recorded_.pop_front();
         // A recorded range is sent whole: nothing of it may come back.
-        assert(rest.empty() || rest.front().seq > current_->last);
-    } else {
-        current_ = batch_range{used.front().seq, used.back().seq};
+        assert(rest.empty() || rest.front().seq > range.last);
     }
-    current_rows_ = std::move(used);
+    assert(ready_.empty() || ready_.back().range.last < range.first);
+    ready_.push_back({range, std::move(used)});
 }
 
 void batch_machine::settle_ok() {
@@ -198,13 +210,12 @@ void batch_machine::fail(upload_outcome outcome, clock::time_point now) {
 }
 
 void batch_machine::on_uploaded(upload_outcome outcome, clock::time_point now) {
-    busy_ = false;
-    assert(current_);
+    uploading_ = false;
+    assert(!ready_.empty());
     switch (outcome) {
         case upload_outcome::ok:
-            acked_through_ = std::max(acked_through_, current_->last);
-            current_.reset();
-            current_rows_.clear();
+            acked_through_ = std::max(acked_through_, ready_.front().range.last);
+            finish_front();
             settle_ok();
             return;
         case upload_outcome::too_large:
@@ -225,15 +236,27 @@ void batch_machine::on_split_recorded(bool ok, clock::time_point now) {
         return;
     }
     split_due_ = false;
-    const size_t mid = current_rows_.size() / 2;
-    recorded_.push_front({current_rows_[mid].seq, current_->last});
-    recorded_.push_front({current_->first, current_rows_[mid - 1].seq});
-    for (auto it = current_rows_.rbegin(); it != current_rows_.rend(); ++it) {
+    // The halves first, then the batches prepared behind the split one, as recorded ranges
+    // again (their records stand); their rows go back to pending_, all in sequence order.
+    std::deque<batch_range> ranges;
+    std::vector<storage::stored_row> back;
+    for (size_t i = 0; i < ready_.size(); ++i) {
+        prepared_batch& b = ready_[i];
+        if (i == 0) {
+            const size_t mid = b.rows.size() / 2;
+            ranges.push_back({b.range.first, b.rows[mid - 1].seq});
+            ranges.push_back({b.rows[mid].seq, b.range.last});
+        } else {
+            ranges.push_back(b.range);
+        }
+        for (auto& r : b.rows) back.push_back(std::move(r));
+    }
+    ready_.clear();
+    recorded_.insert(recorded_.begin(), ranges.begin(), ranges.end());
+    for (auto it = back.rbegin(); it != back.rend(); ++it) {
         pending_estimate_ += estimate(*it);
         pending_.push_front(std::move(*it));
     }
-    current_.reset();
-    current_rows_.clear();
 }
 
 void batch_machine::on_dropped(bool ok, clock::time_point now) {
@@ -243,10 +266,20 @@ void batch_machine::on_dropped(bool ok, clock::time_point now) {
         return;
     }
     split_due_ = false;
-    dropped_ += current_rows_.size();
-    acked_through_ = std::max(acked_through_, current_->last);
-    current_.reset();
-    current_rows_.clear();
+    dropped_ += ready_.front().rows.size();
+    acked_through_ = std::max(acked_through_, ready_.front().range.last);
+    finish_front();
+}
+
+void batch_machine::finish_front() {
+    auto& rows = ready_.front().rows;
+    if (finished_.empty()) {
+        finished_ = std::move(rows);
+    } else {
+        finished_.insert(finished_.end(), std::make_move_iterator(rows.begin()),
+                         std::make_move_iterator(rows.end()));
+    }
+    ready_.pop_front();
 }
 
 void batch_machine::on_forgotten(bool ok, clock::time_point now) {
@@ -265,7 +298,7 @@ void batch_machine::on_reload() {
 
 batch_state batch_machine::state() const {
     if (failed_) return error_ ? batch_state::error : batch_state::offline;
-    if (!recovered_ || current_ || !recorded_.empty() || !caught_up_ ||
+    if (!recovered_ || !ready_.empty() || !recorded_.empty() || !caught_up_ ||
         pending_.size() >= limits_.max_rows) {
         return batch_state::draining;
     }

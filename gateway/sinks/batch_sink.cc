@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/sinks/batch_sink.h"
 
+#include <time.h>
 #include <unistd.h>
 
+#include <cassert>
 #include <chrono>
 
 #include "gateway/log.h"
@@ -16,6 +18,24 @@ using clock = std::chrono::steady_clock;
 int64_t unix_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// Batches prepared while one uploads: one is enough to keep the upload busy when preparing
+// takes less time than uploading; the second absorbs the jitter of the pool (shared with the
+// buffer's acks and plugins) and of the destination. Each holds its rows and encoded body.
+constexpr size_t prepare_ahead = 2;
+
+batch_limits pipelined(batch_limits l) {
+    l.prepare_ahead = prepare_ahead;
+    return l;
+}
+
+// CPU time of the calling thread: on a busy machine a turn's wall time also counts the time the
+// thread waited for a CPU.
+std::chrono::nanoseconds thread_cpu() {
+    timespec t{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
 }
 
 struct work {
@@ -88,7 +108,7 @@ batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
       object_key_(opts.object_key.empty()
                       ? nullptr
                       : std::make_shared<const ndjson::key_template>(opts.object_key)),
-      machine_(opts.limits),
+      machine_(pipelined(opts.limits)),
       store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit,
                                                     ctx.buf.options().sync)) {}
 
@@ -100,8 +120,13 @@ void batch_sink::run_job(std::function<void()> run, std::function<void()> done) 
     std::weak_ptr<bool> alive = alive_;
     // The sink may be replaced (reload) or destroyed (shutdown) while the job runs: `done`
     // captures `this`, so it runs only if the sink still exists.
-    w->done = [alive, d = std::move(w->done)] {
-        if (auto a = alive.lock(); a && *a) d();
+    w->done = [this, alive, d = std::move(w->done)] {
+        if (auto a = alive.lock(); a && *a) {
+            const auto t0 = clock::now();
+            const auto c0 = thread_cpu();
+            d();
+            note_loop_time(clock::now() - t0, thread_cpu() - c0);
+        }
     };
     uv_queue_work(
         loop_, &w->req, [](uv_work_t* r) { static_cast<work*>(r->data)->run(); },
@@ -117,13 +142,28 @@ void batch_sink::on_live(storage::stored_row& row, bool) {
 
 void batch_sink::pump() {
     if (stopping_) return;
-    if (const uint64_t last = buf_.last_seq(); last != seen_last_seq_) {
-        seen_last_seq_ = last;
-        machine_.on_new_row();
+    // A job that ends synchronously (an upload refused at once) calls pump() again from
+    // execute(): that turn is taken by the loop below instead of recursing.
+    if (pumping_) {
+        repump_ = true;
+        return;
     }
-    const auto now = clock::now();
-    if (now < not_before_ && machine_.current() && !machine_.busy()) return;
-    execute(machine_.next(now, unix_ms()));
+    pumping_ = true;
+    do {
+        repump_ = false;
+        if (const uint64_t last = buf_.last_seq(); last != seen_last_seq_) {
+            seen_last_seq_ = last;
+            machine_.on_new_row();
+        }
+        for (;;) {
+            const auto now = clock::now();
+            auto a = machine_.next(now, unix_ms(), now >= not_before_);
+            if (a.what == batch_machine::action::none) break;
+            execute(std::move(a));
+            if (stopping_) break;
+        }
+    } while (repump_ && !stopping_);
+    pumping_ = false;
 }
 
 void batch_sink::execute(batch_machine::action a) {
@@ -210,6 +250,11 @@ void batch_sink::execute(batch_machine::action a) {
                  object_key = object_key_, decoded = decoded_object_names()] {
                     try {
                         std::string text;
+                        size_t raw = 0;
+                        for (const auto& row : r->rows)
+                            raw += row.topic.size() + row.payload.size();
+                        // The keys, numbers and quotes of a line add about 80 bytes to it.
+                        text.reserve(std::min(raw + 96 * r->rows.size(), max_bytes + 4096));
                         size_t used = 0;
                         for (const auto& row : r->rows) {
                             const size_t before = text.size();
@@ -267,15 +312,17 @@ void batch_sink::execute(batch_machine::action a) {
                     }
                     const size_t n = r->rows.size();
                     machine_.on_encoded(std::move(r->rows), std::move(r->rest), now);
-                    const auto& c = *machine_.current();
-                    upload_ = upload{c.first, c.last, n, r->body, r->key, std::move(r->objects)};
+                    const batch_range c = machine_.newest();
+                    uploads_.push_back(upload{c.first, c.last, n, r->body, std::move(r->key),
+                                              std::move(r->objects)});
                     pump();
                 });
             return;
         }
         case action::upload:
+            assert(uploads_.size() == machine_.prepared());
             not_before_ = clock::now();
-            start_upload(*upload_);
+            start_upload(uploads_.front());
             return;
         case action::split: {
             auto ok = std::make_shared<bool>(false);
@@ -291,7 +338,8 @@ void batch_sink::execute(batch_machine::action a) {
                 [this, ok, a] {
                     log::get("sink")->warn("{}: batch {}-{} refused as a whole ({}); splitting it",
                                            cfg_.name, a.range.first, a.range.last, last_error_);
-                    upload_.reset();
+                    // The machine prepares the halves, and what was prepared behind, again.
+                    if (*ok) uploads_.clear();
                     machine_.on_split_recorded(*ok, clock::now());
                     pump();
                 });
@@ -321,8 +369,9 @@ void batch_sink::execute(batch_machine::action a) {
                             *kept ? "moved to the dead letters" : "dropped (no longer buffered)",
                             drop_log_.count());
                     }
-                    upload_.reset();
+                    if (*ok) uploads_.pop_front();
                     machine_.on_dropped(*ok, clock::now());
+                    release_rows();
                     pump();
                 });
             return;
@@ -349,14 +398,15 @@ void batch_sink::execute(batch_machine::action a) {
 void batch_sink::upload_done(upload_outcome outcome, std::string error) {
     const auto now = clock::now();
     auto lg = log::get("sink");
+    const upload& u = uploads_.front();
     if (outcome != upload_outcome::ok) {
         last_error_ = std::move(error);
         if (outcome == upload_outcome::refused || outcome == upload_outcome::local) {
-            lg->error("{}: batch {}-{}: {}; retrying in {} s", cfg_.name, upload_->first_seq,
-                      upload_->last_seq, last_error_, machine_.limits().error_retry.count() / 1000);
+            lg->error("{}: batch {}-{}: {}; retrying in {} s", cfg_.name, u.first_seq, u.last_seq,
+                      last_error_, machine_.limits().error_retry.count() / 1000);
         } else if (outcome == upload_outcome::transient && machine_.failures() % 10 == 0) {
             lg->warn("{}: batch {}-{}: {} (attempt {}), retrying with backoff", cfg_.name,
-                     upload_->first_seq, upload_->last_seq, last_error_, machine_.failures() + 1);
+                     u.first_seq, u.last_seq, last_error_, machine_.failures() + 1);
         }
         machine_.on_uploaded(outcome, now);
         if (outcome == upload_outcome::too_large) pump();
@@ -367,7 +417,7 @@ void batch_sink::upload_done(upload_outcome outcome, std::string error) {
         // must not upload the range again with fewer rows (see batch_machine.h).
         auto ok = std::make_shared<bool>(false);
         run_job(
-            [store = store_, first = upload_->first_seq, ok] {
+            [store = store_, first = u.first_seq, ok] {
                 try {
                     store->mark_uploaded(first);
                     *ok = true;
@@ -389,20 +439,33 @@ void batch_sink::upload_done(upload_outcome outcome, std::string error) {
 void batch_sink::uploaded() {
     auto lg = log::get("sink");
     const auto now = clock::now();
-    const uint64_t bytes = upload_->total_bytes();
+    const upload& u = uploads_.front();
+    const uint64_t bytes = u.total_bytes();
     bytes_uploaded_ += bytes;
-    rows_uploaded_ += upload_->rows;
+    rows_uploaded_ += u.rows;
     ++batches_uploaded_;
-    cnt_.sent.fetch_add(upload_->rows, std::memory_order_relaxed);
-    cnt_.acked.fetch_add(upload_->rows, std::memory_order_relaxed);
+    cnt_.sent.fetch_add(u.rows, std::memory_order_relaxed);
+    cnt_.acked.fetch_add(u.rows, std::memory_order_relaxed);
     if (opts_.max_bytes_per_s > 0) {
         not_before_ += std::chrono::microseconds(bytes * 1'000'000 / opts_.max_bytes_per_s);
     }
     if (machine_.failures() > 0) lg->info("{}: uploading again", cfg_.name);
     last_error_.clear();
-    upload_.reset();
+    uploads_.pop_front();
     machine_.on_uploaded(upload_outcome::ok, now);
+    release_rows();
     pump();
+}
+
+void batch_sink::note_loop_time(clock::duration wall, clock::duration cpu) {
+    loop_max_ = std::max(loop_max_, wall);
+    loop_cpu_max_ = std::max(loop_cpu_max_, cpu);
+}
+
+void batch_sink::release_rows() {
+    auto rows = std::make_shared<std::vector<storage::stored_row>>(machine_.take_finished());
+    if (rows->empty()) return;
+    run_job([rows] { rows->clear(); }, [] {});
 }
 
 void batch_sink::tick(double seconds) {
@@ -428,13 +491,11 @@ nlohmann::json batch_sink::status() {
         eta = static_cast<double>(rows) / rate_;
     }
     nlohmann::json in_flight = nullptr;
-    if (upload_) {
-        in_flight = {{"first_seq", upload_->first_seq},
-                     {"last_seq", upload_->last_seq},
-                     {"rows", upload_->rows},
-                     {"bytes", upload_->total_bytes()},
-                     {"key", upload_->key},
-                     {"objects", upload_->objects.size()}};
+    if (!uploads_.empty()) {
+        const upload& u = uploads_.front();
+        in_flight = {
+            {"first_seq", u.first_seq}, {"last_seq", u.last_seq}, {"rows", u.rows},
+            {"bytes", u.total_bytes()}, {"key", u.key},           {"objects", u.objects.size()}};
     }
     nlohmann::json j = {{"type", cfg_.type},
                         {"state", to_string(machine_.state())},
@@ -450,6 +511,8 @@ nlohmann::json batch_sink::status() {
                         {"rate_msg_s", rate_},
                         {"dropped", machine_.dropped()},
                         {"failures", machine_.failures()},
+                        {"loop_max_s", std::chrono::duration<double>(loop_max_).count()},
+                        {"loop_cpu_max_s", std::chrono::duration<double>(loop_cpu_max_).count()},
                         {"last_error", last_error_}};
     add_status(j);
     return j;

@@ -1,13 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 // The I/O half shared by the batch sinks (dir, http, s3), around batch_machine: it runs the
-// machine's reads, encodings and records as jobs on the libuv worker pool (never on the loop),
-// keeps the encoded body of the batch in flight for its retries, and leaves the transfer itself
-// to the type (start_upload). Loop thread only; at most one job per sink at a time, which is
-// what lets the jobs share the sink's batch_store connection without a lock.
+// machine's reads, encodings (NDJSON, gzip, and the payload hash for types that sign it) and
+// records as jobs on the libuv worker pool (never on the loop), keeps the encoded bodies of
+// the prepared batches for their uploads and retries, and leaves the transfer itself to the
+// type (start_upload).
+//
+// Pipelined (batch_machine "Pipeline", prepare_ahead batches): while one batch uploads, the
+// next is read from the buffer, encoded and recorded on the pool. So at most two jobs of one
+// sink run at once (one preparation, one upload or its record); they share the sink's
+// batch_store, which serialises its calls. Loop thread only.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -105,6 +111,13 @@ protected:
 private:
     void execute(batch_machine::action a);
     void uploaded();
+    // Frees the rows of finished batches on a worker instead of the loop.
+    void release_rows();
+    // The longest the sink kept the loop busy in one go (a job's completion, with the pump
+    // and upload start it triggers), in wall time and in the loop thread's CPU time: its own
+    // share of loop.lag_max_s. Status loop_max_s, loop_cpu_max_s.
+    void note_loop_time(std::chrono::steady_clock::duration wall,
+                        std::chrono::steady_clock::duration cpu);
 
     std::string gateway_id_;
     storage::buffer& buf_;
@@ -117,11 +130,14 @@ private:
     std::shared_ptr<storage::batch_store> store_;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
     uint64_t seen_last_seq_ = 0;
-    std::optional<upload> upload_;                        // the encoded batch in flight
+    // The prepared batches, oldest (uploading or next) first, as machine_.prepared() counts them.
+    std::deque<upload> uploads_;
+    bool pumping_ = false, repump_ = false;
     std::chrono::steady_clock::time_point not_before_{};  // max_bytes_per_s
     uint64_t bytes_uploaded_ = 0, batches_uploaded_ = 0, rows_uploaded_ = 0;
     uint64_t rows_at_last_tick_ = 0;
     double rate_ = 0;  // rows per second
+    std::chrono::steady_clock::duration loop_max_{}, loop_cpu_max_{};
     log::throttle drop_log_;
 };
 

@@ -23,6 +23,8 @@ namespace egw::ndjson {
 void append_line(std::string& out, std::string_view gateway_id, const storage::stored_row& row);
 
 bool is_utf8(std::string_view s);
+// Whether UTF-8 text `s` is one JSON value (RFC 8259), with json::accept's verdicts, faster.
+bool is_json(std::string_view s);
 std::string base64(std::string_view bytes);
 
 // gzip (RFC 1952) with mtime 0 and no file name: the same input gives the same bytes.

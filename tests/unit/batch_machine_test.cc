@@ -231,5 +231,135 @@ TEST(batch_machine, rows_the_encoder_leaves_out_start_the_next_batch) {
     EXPECT_EQ(a.rows.back().seq, 16u);
 }
 
+batch_limits pipelined(size_t max_rows, size_t ahead) {
+    batch_limits l = limits(max_rows);
+    l.prepare_ahead = ahead;
+    return l;
+}
+
+// Reads and encodes one full batch of rows from..to (the machine must ask for exactly that).
+void prepare(batch_machine& m, uint64_t from, uint64_t to, clock::time_point now) {
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    EXPECT_EQ(a.after, from - 1);
+    m.on_read(rows(from, to), false);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_EQ(a.rows.front().seq, from);
+    encode_all(m, a, now);
+}
+
+TEST(batch_machine, pipelined_the_next_batches_are_prepared_while_one_uploads) {
+    batch_machine m(pipelined(10, 2), 1);
+    auto now = clock::now();
+    start(m, now);
+    prepare(m, 1, 10, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{1, 10}));
+    prepare(m, 11, 20, now);  // while 1-10 uploads
+    prepare(m, 21, 30, now);
+    EXPECT_EQ(m.prepared(), 3u);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "prepare_ahead = 2 batches, no more";
+    EXPECT_EQ(m.acked_through(), 0u);
+    m.on_uploaded(upload_outcome::ok, now);
+    EXPECT_EQ(m.acked_through(), 10u) << "acknowledged in order, only what was uploaded";
+    EXPECT_EQ(m.take_finished().size(), 10u);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{11, 20}));
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read) << "room for one more";
+    EXPECT_EQ(a.after, 30u);
+}
+
+TEST(batch_machine, pipelined_a_failed_upload_keeps_the_prepared_batches_in_order) {
+    batch_machine m(pipelined(5, 1), 1);
+    auto now = clock::now();
+    start(m, now);
+    prepare(m, 1, 5, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    prepare(m, 6, 10, now);
+    m.on_uploaded(upload_outcome::transient, now);
+    EXPECT_EQ(m.state(), batch_state::offline);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "backoff";
+    ASSERT_EQ(m.next(m.retry_at(), 0).what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{1, 5})) << "the same range again, not the next one";
+    m.on_uploaded(upload_outcome::ok, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{6, 10}));
+    m.on_uploaded(upload_outcome::ok, now);
+    EXPECT_EQ(m.acked_through(), 10u);
+}
+
+TEST(batch_machine, pipelined_a_split_waits_for_the_preparation_and_rewinds_behind_it) {
+    batch_machine m(pipelined(4, 2), 1);
+    auto now = clock::now();
+    start(m, now);
+    prepare(m, 1, 4, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    prepare(m, 5, 8, now);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);  // 9-12 under way
+    m.on_uploaded(upload_outcome::too_large, now);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "no split while a preparation runs";
+    m.on_read(rows(9, 12), false);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::split) << "the split comes before any further preparation";
+    EXPECT_EQ(a.halves[0], (batch_range{1, 2}));
+    EXPECT_EQ(a.halves[1], (batch_range{3, 4}));
+    m.on_split_recorded(true, now);
+    EXPECT_EQ(m.prepared(), 0u);
+    // The halves, then 5-8 under its recorded range, then the rows read meanwhile.
+    const batch_range expected[] = {{1, 2}, {3, 4}, {5, 8}};
+    for (const auto& r : expected) {
+        a = m.next(now, 0);
+        ASSERT_EQ(a.what, action::encode);
+        EXPECT_TRUE(a.recorded);
+        EXPECT_EQ(a.range, r);
+        encode_all(m, a, now);
+        EXPECT_EQ(m.newest(), r);
+        if (r == batch_range{1, 2}) {
+            ASSERT_EQ(m.next(now, 0).what, action::upload);
+            EXPECT_EQ(*m.current(), (batch_range{1, 2}));
+        }
+    }
+    EXPECT_EQ(m.next(now, 0).what, action::none);
+    m.on_uploaded(upload_outcome::ok, now);
+    EXPECT_EQ(m.acked_through(), 2u);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{3, 4}));
+    m.on_uploaded(upload_outcome::ok, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{5, 8}));
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_FALSE(a.recorded);
+    EXPECT_EQ(a.rows.front().seq, 9u);
+    EXPECT_EQ(a.rows.back().seq, 12u);
+}
+
+TEST(batch_machine, pipelined_an_empty_recorded_range_is_forgotten_only_in_order) {
+    batch_machine m(pipelined(100, 2), 1);
+    auto now = clock::now();
+    ASSERT_EQ(m.next(now, 0).what, action::recover);
+    m.on_recovered({{1, 10}, {11, 20}}, 0);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    m.on_read(rows(1, 10), true);
+    a = m.next(now, 0);
+    encode_all(m, a, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    EXPECT_EQ(a.through, 20u);
+    m.on_read({}, true);  // 11-20 evicted meanwhile
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "forgetting 11-20 would acknowledge past 1-10";
+    m.on_uploaded(upload_outcome::ok, now);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::forget);
+    m.on_forgotten(true, now);
+    EXPECT_EQ(m.acked_through(), 20u);
+}
+
 }  // namespace
 }  // namespace egw

@@ -62,6 +62,88 @@ TEST(ndjson, scalars_are_inlined_text_is_a_string_binary_is_base64) {
     EXPECT_EQ(b["payload_b64"], "/9j/AA==");
 }
 
+TEST(ndjson, is_json_agrees_with_nlohmann_accept) {
+    const char* cases[] = {"0",
+                           "-0",
+                           "17",
+                           "-1.5e+3",
+                           "1E5",
+                           "2.0",
+                           "01",
+                           "1.",
+                           ".5",
+                           "+1",
+                           "-",
+                           "1e",
+                           "1e+",
+                           "true",
+                           "false",
+                           "null",
+                           "nul",
+                           "truex",
+                           "tru",
+                           "\"\"",
+                           "\"a\\\"b\"",
+                           "\"\\u00e9\"",
+                           "\"\\u12\"",
+                           "\"\\x\"",
+                           "\"tab\there\"",
+                           "\"\\ud83d\\ude00\"",
+                           "\"\\ud83d\"",
+                           "\"\\ude00\"",
+                           "\"\\ud83dx\"",
+                           "\"unterminated",
+                           "[]",
+                           "{}",
+                           "[1,2,[3,{}]]",
+                           "[1,]",
+                           "[,1]",
+                           "[1 2]",
+                           "{\"a\":1,\"b\":[true,null]}",
+                           "{\"a\"}",
+                           "{\"a\":}",
+                           "{a:1}",
+                           "{\"a\":1,}",
+                           "{,}",
+                           " [ 1 , { \"x\" : \"y\" } ] ",
+                           "[1]]",
+                           "[[1]",
+                           "{}}",
+                           "",
+                           "   ",
+                           "1 2",
+                           "\"a\" \"b\"",
+                           "[\"\xc3\xa9\"]",
+                           "{\"\xe2\x82\xac\":\"\"}",
+                           "[\"\x01\"]",
+                           "[\"\x7f\"]",
+                           "{\"t\":21.5,\"pad\":\"xxxx\"}",
+                           "\t\n\r 1 \n",
+                           "[1,\n2]",
+                           "{\"a\":{\"b\":{\"c\":[[[[]]]]}}}",
+                           "[-]",
+                           "[1e5,-0.0e-0]",
+                           "{\"a\" 1}",
+                           "[true false]",
+                           "/",
+                           "\"\\/\"",
+                           "[\"\\b\\f\\n\\r\\t\"]"};
+    for (const char* c : cases) {
+        EXPECT_EQ(is_json(c), json::accept(c)) << c;
+    }
+    const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+    EXPECT_TRUE(is_json(deep)) << "nesting is not limited by the stack";
+    EXPECT_FALSE(is_json(std::string(100000, '[')));
+}
+
+TEST(ndjson, topics_and_gateway_ids_are_escaped) {
+    std::string out;
+    append_line(out, "gw\"1", {1, 2, 1, "a\\b\x01\xc3\xa9", "1"});
+    json j = json::parse(out);
+    EXPECT_EQ(j["gateway"], "gw\"1");
+    EXPECT_EQ(j["topic"], "a\\b\x01\xc3\xa9");
+}
+
 TEST(ndjson, base64_and_utf8) {
     EXPECT_EQ(base64(""), "");
     EXPECT_EQ(base64("f"), "Zg==");
