@@ -252,7 +252,8 @@ mkdir -p "$tmp/gw"
 # over-temperature alerts at high priority; every raw reading goes to the local dir sink
 # "archive". The camera's frames go through camera-motion (in a child process: a decoder crash
 # cannot take the gateway down); events and thumbnails go to the cloud, full frames only to
-# the dir sink "frames" (the route's outputs).
+# the dir sink "frames" (the route's outputs), each a JPEG file of its own (object_key), as
+# they would be objects of their own in an s3 bucket.
 cat >"$tmp/gateway.json" <<EOF
 {
   "gateway_id": "demo-gw",
@@ -302,6 +303,7 @@ cat >"$tmp/gateway.json" <<EOF
     "frames": {
       "type": "dir",
       "path": "$tmp/frames",
+      "object_key": "{gateway_id}/objects/{topic}/{seq}.jpg",
       "batch": { "max_rows": 100, "max_delay_ms": 1000 }
     }
   },
@@ -480,23 +482,20 @@ event_bytes=$(sum_len '/camera/.*/motion|' "$tmp/cloud.txt")
 thumbs=$(count '/thumbnail|' "$tmp/media.txt")
 thumb_bytes=$(sum_len '/thumbnail|' "$tmp/media.txt")
 cloud_frames=$(count '/frame|' "$tmp/media.txt")
-# Frames in the dir sink "frames": one NDJSON line each, the JPEG in payload_b64.
+# Frames in the dir sink "frames": each JPEG a file of its own (object_key), which the batch
+# files' NDJSON lines point to.
 frame_rows=0 frame_bytes=0
-frame_files=$(archive_files frames)
-if [[ -n "$frame_files" ]]; then
-    read -r frame_rows frame_bytes < <(xargs zcat <<<"$frame_files" |
-        grep -oE '"payload_b64":"[^"]*"' | awk '{
-            b = substr($0, 16, length($0) - 16); n = length(b) / 4 * 3
-            if (b ~ /==$/) n -= 2; else if (b ~ /=$/) n -= 1
-            rows++; bytes += n } END { print rows + 0, bytes + 0 }')
-fi
+while IFS= read -r f; do
+    frame_rows=$((frame_rows + 1))
+    frame_bytes=$((frame_bytes + $(stat -c %s "$f")))
+done < <(find "$tmp/frames" -path '*/objects/*' -name '*.jpg' -type f -not -path '*/.tmp/*' 2>/dev/null)
 out_bytes=$((event_bytes + thumb_bytes + frame_bytes))
 printf '   camera: %s frames, %s bytes in (%s objects crossed the scene)\n' "$cam_frames" \
     "$cam_bytes" "$cam_truth"
 printf '     to the cloud: %s motion events (%s start, %s end, %s heartbeat; %s bytes), %s thumbnails (%s bytes), %s full frames\n' \
     "$((starts + ends + beats))" "$starts" "$ends" "$beats" "$event_bytes" "$thumbs" "$thumb_bytes" \
     "$cloud_frames"
-printf '     to the dir sink "frames": %s full frames (start and peak of each episode; %s bytes)\n' \
+printf '     to the dir sink "frames": %s full frames as JPEG files (start and peak of each episode; %s bytes)\n' \
     "$frame_rows" "$frame_bytes"
 ((cam_bytes > 0)) && LC_ALL=C printf '     bytes out / bytes in: %s / %s = %.1f %%\n' "$out_bytes" "$cam_bytes" \
     "$(awk -v o="$out_bytes" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/work_pool.h"
 #include "plugins/host/runtimes.h"
 #include "plugins/host/stage.h"
 #include "storage/buffer.h"
@@ -54,7 +55,8 @@ TEST_F(stage_props_test, outputs_keep_content_type_and_user_properties_in_order)
 
     std::mutex mu;
     std::vector<stored_row> live;
-    auto st = std::make_unique<stage>(&loop_, buf, [&](uint64_t seq, const storage::incoming& in) {
+    work_pool pool(&loop_, 2);
+    auto st = std::make_unique<stage>(pool, buf, [&](uint64_t seq, const storage::incoming& in) {
         std::lock_guard lock(mu);
         live.push_back(storage::to_stored_row(seq, in));
     });
@@ -108,6 +110,8 @@ TEST_F(stage_props_test, outputs_keep_content_type_and_user_properties_in_order)
         EXPECT_EQ((*set)[1].payload, "image/jpeg");  // the input row's content type
         EXPECT_TRUE((*set)[1].props.empty());
     }
+    st->stop();
+    pool.close();
     st.reset();
 }
 
