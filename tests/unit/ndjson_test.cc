@@ -138,7 +138,7 @@ TEST(ndjson, is_json_agrees_with_nlohmann_accept) {
 
 TEST(ndjson, topics_and_gateway_ids_are_escaped) {
     std::string out;
-    append_line(out, "gw\"1", {1, 2, 1, "a\\b\x01\xc3\xa9", "1"});
+    append_line(out, "gw\"1", {1, 2, 1, "a\\b\x01\xc3\xa9", "1", {}});
     json j = json::parse(out);
     EXPECT_EQ(j["gateway"], "gw\"1");
     EXPECT_EQ(j["topic"], "a\\b\x01\xc3\xa9");
@@ -195,8 +195,8 @@ TEST(ndjson, keys_are_zero_padded_utc_from_the_first_row_and_encoded) {
 
 TEST(objects, binary_rows_become_objects_text_and_json_stay_inline) {
     auto row = [](std::string payload) {
-        return storage::stored_row{5, 1767323045123, 1, "devices/c/camera/front",
-                                   std::move(payload)};
+        return storage::stored_row{
+            5, 1767323045123, 1, "devices/c/camera/front", std::move(payload), {}};
     };
     EXPECT_TRUE(objects::is_object_row(row("\xFF\xD8\xFF\xE0 jpeg")));
     EXPECT_TRUE(objects::is_object_row(row(std::string("a\0\xFE", 3))));
@@ -207,7 +207,7 @@ TEST(objects, binary_rows_become_objects_text_and_json_stay_inline) {
 
 TEST(objects, content_type_sniffs_jpeg_png_json_else_octet_stream) {
     auto type = [](std::string payload) {
-        return objects::content_type_of({1, 0, 1, "t", std::move(payload)});
+        return objects::content_type_of({1, 0, 1, "t", std::move(payload), {}});
     };
     EXPECT_EQ(type("\xFF\xD8\xFF\xDB......"), "image/jpeg");
     EXPECT_EQ(type("\x89PNG\r\n\x1A\n\0\0\0\rIHDR"), "image/png");
@@ -219,8 +219,8 @@ TEST(objects, content_type_sniffs_jpeg_png_json_else_octet_stream) {
 
 TEST(objects, the_pointer_line_names_the_object_its_type_and_size) {
     std::string out;
-    const storage::stored_row r{42, 1767323045123, 1, "devices/c/camera/front",
-                                std::string("\xFF\xD8\xFF\0\1", 5)};
+    const storage::stored_row r{
+        42, 1767323045123, 1, "devices/c/camera/front", std::string("\xFF\xD8\xFF\0\1", 5), {}};
     objects::append_pointer_line(out, "gw-1", r, "gw-1/objects/devices/c/camera/front/42",
                                  "image/jpeg");
     ASSERT_EQ(out.find('\n'), out.size() - 1);

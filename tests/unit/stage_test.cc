@@ -47,12 +47,11 @@ protected:
         buf_ = std::make_unique<storage::buffer>(opts_);
         cloud_ = buf_->sink_bit("cloud");
         pool_ = std::make_unique<work_pool>(&loop_, 2);
-        stage_ = std::make_unique<stage>(
-            *pool_, *buf_, [this](uint64_t seq, const storage::incoming& row) {
-                std::lock_guard lock(mu_);
-                posted_.push_back(
-                    {seq, row.ts_ms, row.sinks, std::string(row.topic), std::string(row.payload)});
-            });
+        stage_ = std::make_unique<stage>(*pool_, *buf_,
+                                         [this](uint64_t seq, const storage::incoming& row) {
+                                             std::lock_guard lock(mu_);
+                                             posted_.push_back(storage::to_stored_row(seq, row));
+                                         });
         buf_->set_sinks_in_use((uint64_t{1} << cloud_) | (uint64_t{1} << stage_->bit()));
     }
     void close() {
@@ -89,8 +88,7 @@ protected:
         std::vector<storage::stored_row> live;
         auto r = buf_->append(topic, payload, uint64_t{1} << stage_->bit(), 1000,
                               [&](uint64_t seq, const storage::incoming& row) {
-                                  live.push_back({seq, row.ts_ms, row.sinks, std::string(row.topic),
-                                                  std::string(row.payload)});
+                                  live.push_back(storage::to_stored_row(seq, row));
                               });
         ASSERT_EQ(r.status, storage::append_status::stored);
         for (const auto& row : live) stage_->on_live(row);
