@@ -418,7 +418,7 @@ void stage::replay_timer_letter(batch& b, const storage::dead_letter& dl) {
     std::vector<output> msgs(1);
     msgs[0].topic = dl.topic;
     msgs[0].payload = dl.payload;
-    storage::stored_row none{0, now, 0, {}, {}};
+    storage::stored_row none{0, now, 0, {}, {}, {}};
     run_chain(b, *r, static_cast<size_t>(pos - r->via.begin()), msgs, none, now);
     for (output& o : msgs) {
         const uint64_t sinks = sinks_for(*r, o.topic, o.priority);
