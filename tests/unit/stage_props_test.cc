@@ -113,6 +113,7 @@ TEST_F(stage_props_test, outputs_keep_content_type_and_user_properties_in_order)
     st->stop();
     pool.close();
     st.reset();
+    uv_run(&loop_, UV_RUN_DEFAULT);  // the pool's wake-up handle is freed in its close callback
 }
 
 }  // namespace
