@@ -13,6 +13,9 @@ namespace {
 
 using json = nlohmann::json;
 
+// Messages to devices Paho may hold unsent (see the constructor).
+constexpr int k_max_buffered_to_devices = 1'000'000;
+
 time_ms wall_now() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::system_clock::now().time_since_epoch())
@@ -75,7 +78,14 @@ service::service(options o) : o_(std::move(o)) {
     mb_ = std::make_unique<mailbox<inbound>>(o_.loop,
                                              [this](std::vector<inbound>& b) { on_inbound(b); });
     std::string client_id = o_.local.client_id + "-devices";
-    cli_ = std::make_unique<mqtt::async_client>(o_.local.uri, client_id, nullptr);
+    // Paho refuses a publish (-12) once 100 are waiting for its send thread, the default; one
+    // loop turn can place many more (a device with a large max_concurrent coming online with
+    // queued tasks, a burst of submits), and a refused task message would wait out its attempt
+    // timeout. What waits here is bounded by the attempts in flight (one message each, plus
+    // cancels and pings), so the limit is only a backstop.
+    mqtt::create_options create;
+    create.set_max_buffered_messages(k_max_buffered_to_devices);
+    cli_ = std::make_unique<mqtt::async_client>(o_.local.uri, client_id, create, nullptr);
     cli_->set_callback(*this);
 }
 

@@ -30,7 +30,7 @@ struct sim_device {
         pub = std::make_unique<test_publisher>(uri, "sim-pub-" + id);
         pub->connect();
     }
-    void register_(const std::string& boot, const std::string& type) {
+    void register_(const std::string& boot, const std::string& type, int max_concurrent = 2) {
         json reg = {
             {"boot", boot},
             {"caps",
@@ -40,7 +40,9 @@ struct sim_device {
               {"accelerators", json::array()},
               {"benchmark", 100},
               {"bandwidth_kbps", 10000}}},
-            {"tasks", json::array({{{"type", type}, {"version", "1.0"}, {"max_concurrent", 2}}})},
+            {"tasks",
+             json::array(
+                 {{{"type", type}, {"version", "1.0"}, {"max_concurrent", max_concurrent}}})},
             {"labels", json::object()}};
         pub->publish("devices/" + id + "/register", reg.dump());
         pub->publish("devices/" + id + "/status", json{{"state", "online"}, {"boot", boot}}.dump(),
@@ -288,6 +290,30 @@ TEST_F(devices_test, a_simulated_device_dying_mid_task_hands_the_task_to_the_oth
     EXPECT_EQ(done.value("device", ""), "sim-healthy") << done.dump();
     EXPECT_EQ(done.value("attempt", 0), 2) << done.dump();
     EXPECT_EQ(done["result"].value("input", ""), "frame-7");
+}
+
+// More dispatches in one loop turn than Paho buffers by default (100 unsent messages): every
+// task message still reaches the device at once (before the fix, the rest failed with Paho's
+// -12 and waited out their attempt timeout).
+TEST_F(devices_test, a_burst_of_dispatches_larger_than_pahos_default_buffer_reaches_the_device) {
+    start_brokers();
+    start_gateway();
+    constexpr int n = 300;
+    for (int i = 0; i < n; ++i) {
+        json submit = {{"task", "b" + std::to_string(i)}, {"type", "burst"}};
+        ASSERT_EQ(control({{"cmd", "task_submit"}, {"payload", submit.dump()}}).value("ok", false),
+                  true);
+    }
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& s) { return json_at(s, "devices/tasks/queued") == n; }, 10s));
+    // All 300 are placed in the turn that handles the register.
+    sim_device a(local_->uri(), "dev-burst");
+    a.register_("boot-1", "burst", n);
+    EXPECT_TRUE(a.tasks->wait_for_count(n, 10s)) << a.tasks->count() << " of " << n;
+    auto s = gateway_->status_json();
+    ASSERT_TRUE(s);
+    EXPECT_EQ(json_at(*s, "devices/publish_errors"), 0);
+    EXPECT_GE(json_int(*s, "devices/published_to_devices"), n);  // and the device's first ping
 }
 
 }  // namespace
