@@ -47,6 +47,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,6 +73,12 @@ using namespace std::chrono_literals;
 
 constexpr const char* k_gateway_id = "gw-bench";
 constexpr const char* k_type = "work";
+// The failover task's type: the dying device and the first k_failover_peers devices of the fleet
+// list it. Fewer than the scheduler's sample of 100 eligible devices, so the search always sees
+// the dying device and its fit makes it the first choice (with the whole fleet eligible, the
+// sampled search may stop before it).
+constexpr const char* k_failover_type = "failover";
+constexpr int k_failover_peers = 10;
 
 int env_int(const char* name, int fallback) {
     const char* v = std::getenv(name);
@@ -194,6 +201,14 @@ private:
     bench_clock::time_point first_{}, last_{};
 };
 
+// Paho's create options: MQTT 3.1.1, and room for every message the closed loop can queue before
+// the client's send thread writes them (Paho refuses a publish with -12 past 100 by default).
+mqtt::create_options paho_options() {
+    mqtt::create_options o(MQTTVERSION_3_1_1);
+    o.set_max_buffered_messages(1 << 20);
+    return o;
+}
+
 // The three reports a device sends for one task (or one baseline request), as egw-device-sim.
 std::string report(const std::string& task, int attempt, const char* state,
                    const std::string& device) {
@@ -205,11 +220,12 @@ std::string report(const std::string& task, int attempt, const char* state,
 // One simulated device: a Paho client with its own id on the local broker.
 class device {
 public:
-    device(const std::string& uri, std::string id)
+    device(const std::string& uri, std::string id, bool failover_peer)
         : id_(std::move(id)),
+          failover_peer_(failover_peer),
           base_("devices/" + id_),
           boot_(id_ + "-" + std::to_string(::getpid())),
-          cli_(uri, "egw-bench-" + id_, mqtt::create_options(MQTTVERSION_3_1_1)) {
+          cli_(uri, "egw-bench-" + id_, paho_options()) {
         cli_.set_message_callback([this](mqtt::const_message_ptr m) { on_message(m); });
     }
 
@@ -237,6 +253,9 @@ public:
              json::array(
                  {{{"type", k_type}, {"version", "1.0"}, {"max_concurrent", max_concurrent}}})},
             {"labels", {{"sim", "1"}}}};
+        if (failover_peer_)
+            reg["tasks"].push_back(
+                {{"type", k_failover_type}, {"version", "1.0"}, {"max_concurrent", 1}});
         cli_.publish(base_ + "/register", reg.dump(), 1, false);
         return cli_.publish(base_ + "/status", json{{"state", "online"}, {"boot", boot_}}.dump(), 1,
                             true);
@@ -287,7 +306,9 @@ private:
         }
     }
 
-    const std::string id_, base_, boot_;
+    const std::string id_;
+    const bool failover_peer_;
+    const std::string base_, boot_;
     mqtt::async_client cli_;
     std::mutex mu_;
     std::set<std::string> seen_;  // (task, attempt) already run: QoS 1 may deliver twice
@@ -299,8 +320,7 @@ class client {
 public:
     client(const std::string& uri, const std::string& id,
            std::function<void(const mqtt::const_message_ptr&)> on_message)
-        : cli_(uri, id, mqtt::create_options(MQTTVERSION_3_1_1)),
-          on_message_(std::move(on_message)) {
+        : cli_(uri, id, paho_options()), on_message_(std::move(on_message)) {
         cli_.set_message_callback([this](mqtt::const_message_ptr m) {
             try {
                 on_message_(m);
@@ -397,6 +417,7 @@ int main() {
     const int repeat = env_int("BENCH_FAILOVER_REPEAT", 10);
     const int attempt_timeout_ms = env_int("BENCH_ATTEMPT_TIMEOUT_MS", 2000);
     device::max_concurrent = env_int("BENCH_MAX_CONCURRENT", 8);
+    const bool tcp_nodelay = env_int("BENCH_TCP_NODELAY", 0) == 1;
     std::signal(SIGPIPE, SIG_IGN);
 
     try {
@@ -405,6 +426,7 @@ int main() {
         local_options.name = "local";
         cloud_options.name = "cloud";
         local_options.persistence = cloud_options.persistence = false;
+        local_options.tcp_nodelay = cloud_options.tcp_nodelay = tcp_nodelay;
         egw::test::mosquitto_process local(local_options);
         egw::test::mosquitto_process cloud(cloud_options);
         local.start();
@@ -455,7 +477,8 @@ int main() {
         std::vector<std::unique_ptr<device>> fleet;
         std::vector<mqtt::token_ptr> started;
         for (int i = 0; i < n_devices; ++i) {
-            fleet.push_back(std::make_unique<device>(local.uri(), "dev-" + std::to_string(i)));
+            fleet.push_back(std::make_unique<device>(local.uri(), "dev-" + std::to_string(i),
+                                                     i < k_failover_peers));
             started.push_back(fleet.back()->start());
         }
         for (auto& t : started) t->wait();
@@ -465,9 +488,10 @@ int main() {
             return 1;
         }
         std::printf(
-            "egw-tasks-bench: %u CPUs, %d devices (max_concurrent %d), %d tasks, window %d\n",
-            std::thread::hardware_concurrency(), n_devices, device::max_concurrent, n_tasks,
-            window);
+            "egw-tasks-bench: %u CPUs, %d devices (max_concurrent %d), %d tasks, window %d, "
+            "brokers with set_tcp_nodelay %s\n",
+            std::thread::hardware_concurrency(), n_devices, device::max_concurrent, n_tasks, window,
+            tcp_nodelay ? "true" : "false (Mosquitto's default)");
 
         // One round trip with one device, unloaded: the failover target's second term.
         std::vector<double> rtts;
@@ -487,7 +511,8 @@ int main() {
         closed_loop loop(n_tasks, window);
         std::mutex states_mu;
         std::condition_variable states_cv;
-        std::set<std::string> failover_done;  // failover tasks that succeeded
+        std::set<std::string> failover_done;                       // failover tasks that succeeded
+        std::map<std::string, std::vector<json>> failover_states;  // as the cloud saw them
         std::atomic<int> bad_states{0};
         client submitter(cloud.uri(), "egw-bench-cloud", [&](const mqtt::const_message_ptr& m) {
             const json s = json::parse(m->get_payload_str(), nullptr, false);
@@ -496,6 +521,10 @@ int main() {
             if (state == "failed" || state == "timed_out" || state == "rejected" ||
                 state == "expired" || state == "canceled")
                 ++bad_states;
+            if (task.rfind("fo-", 0) == 0) {
+                std::lock_guard lock(states_mu);
+                failover_states[task].push_back(s);
+            }
             if (state != "succeeded") return;
             if (task.rfind("fo-", 0) == 0) {
                 std::lock_guard lock(states_mu);
@@ -518,8 +547,14 @@ int main() {
             bench_clock::now() + std::chrono::seconds(120 + n_tasks / 20));
         const load_result tasks = summarize(loop, n_tasks, tasks_ok);
         const double cpu_tasks = proc_cpu_s(gw_pid) - cpu0;
+        const int bad_states_tasks = bad_states.load();
         std::printf("gateway: %d of %d tasks succeeded in %.2f s%s\n", tasks.n, n_tasks,
                     tasks.seconds, tasks_ok ? "" : " (DEADLINE PASSED)");
+
+        if (const char* v = std::getenv("BENCH_VERBOSE"); v && *v == '1') {
+            const auto s = gw.status_json();
+            std::printf("status after (1): %s\n", s ? json_at(*s, "devices").dump().c_str() : "-");
+        }
 
         // (2) failover.
         std::mutex fo_mu;
@@ -561,8 +596,8 @@ int main() {
             const std::string doomed = "doomed-" + std::to_string(r);
             const std::string task = "fo-" + std::to_string(r);
             auto sim = egw::test::child_process::spawn(
-                {EGW_DEVICE_SIM_BIN, "--uri", local.uri(), "--id", doomed, "--type", k_type,
-                 "--cores", "1", "--delay-ms", "600000"},
+                {EGW_DEVICE_SIM_BIN, "--uri", local.uri(), "--id", doomed, "--type",
+                 k_failover_type, "--cores", "1", "--delay-ms", "600000"},
                 tmp.path() / (doomed + ".out"), tmp.path() / (doomed + ".err"));
             ++online;
             if (!gw.wait_until(
@@ -572,7 +607,7 @@ int main() {
                 return 1;
             }
             submitter.publish(submit_topic, json{{"task", task},
-                                                 {"type", k_type},
+                                                 {"type", k_failover_type},
                                                  {"input", r},
                                                  {"requirements", {{"min_cores", 1}}},
                                                  {"attempt_timeout_ms", attempt_timeout_ms},
@@ -658,7 +693,7 @@ int main() {
         std::printf(
             "    states other than success seen at the cloud: %d; duplicate completions: "
             "%d\n",
-            bad_states.load(), loop.ignored());
+            bad_states_tasks, loop.ignored());
         std::printf("    gateway counters: %s\n", counters.c_str());
 
         std::vector<double> will_ms, dispatch_ms, running_ms;
@@ -700,6 +735,22 @@ int main() {
             target, (missing == 0 && worst <= target) ? "met" : "NOT met", worst,
             target > 0 ? worst / target : 0);
         if (missing) std::printf("    %zu run(s) never saw attempt 2 running\n", missing);
+        {
+            std::lock_guard lock(states_mu);
+            std::string seq;
+            for (const auto& fs : failover_states["fo-0"]) {
+                auto text = [&](const char* key) {
+                    const auto it = fs.find(key);
+                    return (it != fs.end() && it->is_string()) ? it->get<std::string>()
+                                                               : std::string();
+                };
+                const std::string reason = text("reason");
+                seq += (seq.empty() ? "" : ", ") + text("state") + "(" +
+                       std::to_string(fs.value("attempt", 0)) + " " + text("device") +
+                       (reason.empty() ? "" : ": " + reason) + ")";
+            }
+            std::printf("    states of fo-0 at the cloud: %s\n", seq.c_str());
+        }
 
         for (auto& d : fleet) d->stop();
         gw.terminate();

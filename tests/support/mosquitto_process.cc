@@ -50,6 +50,9 @@ mosquitto_process::mosquitto_process(mosquitto_options options)
     } else {
         conf << "persistence false\n";
     }
+    if (options_.tcp_nodelay) {
+        conf << "set_tcp_nodelay true\n";
+    }
     if (options_.password_file) {
         conf << "password_file " << options_.password_file->string() << "\n";
     }

@@ -31,6 +31,9 @@ struct mosquitto_options {
     // A mosquitto_passwd file: a client that gives a user name must give its password
     // (anonymous clients, such as test subscribers, are still let in).
     std::optional<std::filesystem::path> password_file;
+    // set_tcp_nodelay: no Nagle delay on the broker's client sockets (Mosquitto's default is
+    // off: a small packet waits for the ACK of the previous one, up to a delayed ACK of 40 ms).
+    bool tcp_nodelay = false;
 };
 
 // The ports are chosen at construction and kept for the object's life, so a broker can be
