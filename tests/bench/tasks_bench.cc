@@ -368,7 +368,7 @@ struct load_result {
     double p50_ms = 0, p99_ms = 0, max_ms = 0;
 };
 
-load_result summarize(const closed_loop& loop, int n, bool ok) {
+load_result summarize(const closed_loop& loop, bool ok) {
     load_result r;
     r.ok = ok;
     r.n = loop.completed();
@@ -378,7 +378,6 @@ load_result summarize(const closed_loop& loop, int n, bool ok) {
     r.p50_ms = quantile(lat, 0.50);
     r.p99_ms = quantile(lat, 0.99);
     r.max_ms = lat.empty() ? 0 : lat.back();
-    (void)n;
     return r;
 }
 
@@ -398,7 +397,7 @@ load_result request_response(const std::string& uri, int n, int window, int devi
                         "r" + std::to_string(i));
         },
         bench_clock::now() + std::chrono::seconds(60 + n / 100));
-    return summarize(loop, n, ok);
+    return summarize(loop, ok);
 }
 
 struct failover_sample {
@@ -549,7 +548,7 @@ int main() {
                                                     .dump());
             },
             bench_clock::now() + std::chrono::seconds(120 + n_tasks / 20));
-        const load_result tasks = summarize(loop, n_tasks, tasks_ok);
+        const load_result tasks = summarize(loop, tasks_ok);
         const double cpu_tasks = proc_cpu_s(gw_pid) - cpu0;
         const int bad_states_tasks = bad_states.load();
         std::printf("gateway: %d of %d tasks succeeded in %.2f s%s\n", tasks.n, n_tasks,
