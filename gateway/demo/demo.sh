@@ -83,6 +83,8 @@ gw_bin="$root/$build_dir/gateway/edge-gateway"
 [[ -x "$gw_bin" ]] || die "no binary at $gw_bin after the build"
 cam_bin="$root/$build_dir/tests/support/egw-camera-sim"
 [[ -x "$cam_bin" ]] || die "no simulated camera at $cam_bin after the build (EGW_BUILD_CAMERA_SIM=OFF?)"
+dev_bin="$root/$build_dir/tests/support/egw-device-sim"
+[[ -x "$dev_bin" ]] || die "no simulated device at $dev_bin after the build (EGW_BUILD_CAMERA_SIM=OFF?)"
 note "$("$gw_bin" --version 2>&1 | head -n 1)"
 
 # --- helpers --------------------------------------------------------------------------------
@@ -131,6 +133,21 @@ wait_port() {
     return 1
 }
 
+# task_state_text JSON: a task state as the cloud got it, in a line: "#seq state attempt N on
+# DEVICE (reason) result" (the keys are sorted: result comes right before seq).
+task_state_text() {
+    local js=$1 text device reason result
+    text="#$(json_field seq "$js") $(json_field state "$js")"
+    device=$(json_field device "$js")
+    [[ -z "$device" ]] || text+=" attempt $(json_field attempt "$js") on $device"
+    reason=$(json_field reason "$js")
+    [[ -z "$reason" ]] || text+=" ($reason)"
+    if [[ "$js" == *'"result":'* ]]; then
+        result=${js#*\"result\":}
+        text+=" result ${result%,\"seq\":*}"
+    fi
+    printf '%s' "$text"
+}
 status_json() { "$gw_bin" status --config "$tmp/gateway.json" --json 2>/dev/null || true; }
 # json_field KEY JSON: the first value of "KEY" in JSON (a number or a string, quotes removed).
 json_field() {
@@ -227,6 +244,16 @@ while IFS='|' read -r topic props len payload; do
     if [[ "$topic" == */status ]]; then
         payload=$(grep -oE '"state":"[a-z]*"' <<<"$payload" | tail -n 1 || true)
         payload="{$payload, ...}"
+    elif [[ "$topic" == */tasks/*/state ]]; then
+        colour=$cyan$bold
+        payload=$(task_state_text "$payload")
+    elif [[ "$topic" == */tasks/submit ]]; then
+        colour=$cyan
+        topic="$topic (cloud -> gateway)"
+    elif [[ "$topic" =~ ^gateways/[^/]+/devices/[^/]+$ ]]; then
+        # A registry record (retained): the device's presence, not its whole record.
+        colour=$cyan
+        payload="{\"id\":\"$(json_field id "$payload")\", \"state\":\"$(json_field state "$payload")\", ...}"
     fi
     printf '%s   [cloud] %-48s %-8s %s%s\n' "$colour" "${topic#gateways/demo-gw/}" "$seq" "$payload" "$off"
 done <"$tmp/cloud.fifo" &
@@ -307,6 +334,7 @@ cat >"$tmp/gateway.json" <<EOF
       "batch": { "max_rows": 100, "max_delay_ms": 1000 }
     }
   },
+  "downlink": { "sink": "cloud" },
   "buffer": { "max_bytes": 67108864, "when_full": "drop-oldest", "synchronous": "normal" }
 }
 EOF
@@ -328,8 +356,14 @@ done
 grep -q 'info gateway: ready' "$tmp/gateway.log" || die "edge-gateway not ready after 10 s"
 # Ready means the buffer and loop run; wait for the local subscription too, so the devices'
 # first readings already have somewhere to go.
+local_subscribed() {
+    local js
+    js=$(status_json)
+    js=${js#*\"local\"}
+    [[ "$(json_field subscribed "$js")" == true ]]
+}
 for ((i = 0; i < 50; i++)); do
-    [[ "$(json_field subscribed "$(status_json)")" == true ]] && break
+    local_subscribed && break
     sleep 0.1
 done
 
@@ -385,10 +419,119 @@ note "a textured scene with noise, small distractors and brightness steps; 2 obj
 cam_pid=$!
 pids+=("$cam_pid")
 
+# Three simulated devices (egw-device-sim, real MQTT clients of the local broker) that run tasks
+# of type "detect" for 1 s each. The demo's task asks for 2 cores: edge-a (2 cores) fits it best,
+# so the scheduler picks it first (docs/devices.md, the score), and edge-a dies right after
+# accepting; the task moves to the best of the others, edge-b (4 cores; edge-c has 8).
+task_id=demo-task-1
+task_devices=(edge-a edge-b edge-c)
+say "Starting 3 simulated devices (egw-device-sim): they register and run tasks of type \"detect\""
+note "edge-a: 2 cores; dies right after accepting a task (--vanish-after-accept: no DISCONNECT, so the broker publishes its will)"
+note "edge-b: 4 cores, edge-c: 8 cores; a task runs 1 s"
+dev_cores=(2 4 8)
+for ((d = 0; d < ${#task_devices[@]}; d++)); do
+    dev_args=(--uri "tcp://127.0.0.1:$local_port" --id "${task_devices[d]}" --type detect
+        --cores "${dev_cores[d]}" --delay-ms 1000)
+    ((d == 0)) && dev_args+=(--vanish-after-accept)
+    "$dev_bin" "${dev_args[@]}" >"$tmp/${task_devices[d]}.out" 2>&1 &
+    pids+=("$!")
+done
+
+# run_task: submits a task the way the cloud does (on the cloud broker) once the gateway has the
+# devices and its downlink subscription, follows it to its end, shows what the gateway's CLI says
+# about it, and checks that it moved from edge-a to edge-b and succeeded there with its result at
+# the cloud. Sets task_ok (yes or empty) and task_summary.
+task_ok='' task_summary=''
+task_states() { grep "^gateways/demo-gw/tasks/$task_id/state|" "$tmp/cloud.txt" 2>/dev/null | cut -d'|' -f4- || true; }
+devices_online() { "$gw_bin" devices --config "$tmp/gateway.json" 2>/dev/null | grep -c '"state":"online"' || true; }
+downlink_subscribed() {
+    local js
+    js=$(status_json)
+    [[ "$js" == *'"downlink"'* ]] || return 1
+    js=${js#*\"downlink\"}
+    [[ "$(json_field subscribed "$js")" == true ]]
+}
+# The CLI's JSON, condensed to what the demo is about: a device a line; a task's attempts a line.
+devices_text() {
+    local line
+    while IFS= read -r line; do
+        [[ "$line" == *'"id":'* ]] || continue
+        printf '%-8s %-8s cores %-3s in flight %s, boot %s\n' "$(json_field id "$line")" \
+            "$(json_field state "$line")" "$(json_field cores "$line")" \
+            "$(json_field in_flight "$line")" "$(json_field boot "$line")"
+    done
+}
+# The attempts are the only objects of a task without nested braces that start with "boot".
+attempts_text() {
+    local a reason
+    grep -oE '\{"boot":[^{}]*\}' | while IFS= read -r a; do
+        reason=$(json_field reason "$a")
+        printf 'attempt %s on %-8s %-10s %s\n' "$(json_field n "$a")" "$(json_field device "$a")" \
+            "$(json_field state "$a")" "${reason:+($reason)}"
+    done
+}
+run_task() {
+    local i j submit states final line
+    for ((i = 0; i < 100; i++)); do
+        (($(devices_online) >= ${#task_devices[@]})) && downlink_subscribed && break
+        sleep 0.1
+    done
+    (($(devices_online) >= ${#task_devices[@]})) || { task_summary="the devices did not register within 10 s"; return; }
+    downlink_subscribed || { task_summary="the gateway's downlink is not subscribed after 10 s"; return; }
+    note "\$ edge-gateway devices --config $tmp/gateway.json   (3 online)"
+    submit='{"task":"'$task_id'","type":"detect","input":{"frame":"cam-1/front/0042.jpg"},"requirements":{"min_cores":2},"attempt_timeout_ms":10000,"max_attempts":3,"deadline_ms":30000}'
+    note "the cloud submits $task_id on gateways/demo-gw/tasks/submit: $submit"
+    # QoS 1 to the cloud broker; the gateway stores it a moment after its PUBACK, so a cloud that
+    # sees no "queued" submits again (the task id makes a second submit a no-op).
+    for ((i = 0; i < 3; i++)); do
+        mosquitto_pub -h 127.0.0.1 -p "$cloud_port" -i demo-cloud-tasks -q 1 \
+            -t gateways/demo-gw/tasks/submit -m "$submit" 2>>"$tmp/submit.err" || true
+        for ((j = 0; j < 30; j++)); do
+            [[ -n "$(task_states)" ]] && break 2
+            sleep 0.1
+        done
+    done
+    final=''
+    for ((i = 0; i < 200; i++)); do
+        final=$(task_states | grep '"final":true' | tail -n 1 || true)
+        [[ -n "$final" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$final" ]] || { task_summary="$task_id did not end within 20 s at the cloud"; return; }
+    note "\$ edge-gateway tasks --config $tmp/gateway.json"
+    "$gw_bin" tasks --config "$tmp/gateway.json" 2>&1 | sed 's/^/     /' || true
+    note "\$ edge-gateway tasks --config $tmp/gateway.json --json $task_id   (its attempts, condensed)"
+    "$gw_bin" tasks --config "$tmp/gateway.json" --json "$task_id" 2>&1 | attempts_text |
+        sed 's/^/     /' || true
+    note "\$ edge-gateway devices --config $tmp/gateway.json   (condensed)"
+    "$gw_bin" devices --config "$tmp/gateway.json" 2>&1 | devices_text | sed 's/^/     /' || true
+    # The check: what the cloud saw, in order.
+    states=$(task_states | while IFS= read -r line; do task_state_text "$line"; printf '\n'; done)
+    task_summary=$(sed -E 's/^#[0-9]+ //; s/ attempt ([0-9]+) on / \1@/; s/ result .*//; s/ \(.*//' <<<"$states" | paste -sd' ')
+    if grep -qE '^#[0-9]+ dispatched attempt 1 on edge-a$' <<<"$states" &&
+        grep -qE '^#[0-9]+ accepted attempt 1 on edge-a$' <<<"$states" &&
+        grep -qE '^#[0-9]+ dispatched attempt 2 on edge-b$' <<<"$states" &&
+        grep -qE '^#[0-9]+ succeeded attempt 2 on edge-b result \{"device":"edge-b"' <<<"$states" &&
+        [[ "$final" == *'"state":"succeeded"'* ]] &&
+        "$gw_bin" devices --config "$tmp/gateway.json" 2>/dev/null | grep '"id":"edge-a"' | grep -q '"state":"offline"'; then
+        task_ok=yes
+    fi
+}
+
 # --- 5. phases ------------------------------------------------------------------------------
 say "Phase 1: live flow for ${phase_s}s. Summaries every 5 s, alerts and motion events at once."
 note "cloud topic = gateways/{gateway_id}/{topic}; seq = the egw-seq MQTT 5 user property"
-sleep "$phase_s"
+note "meanwhile the cloud submits a task; #N = the task's own seq, state attempt N on DEVICE"
+phase_end=$((SECONDS + phase_s))
+run_task
+if [[ -n "$task_ok" ]]; then
+    printf '%s   %s: edge-a died with it, it moved to edge-b and succeeded; the result is at the cloud%s\n' \
+        "$green$bold" "$task_id" "$off"
+else
+    printf '%s   %s: %s%s\n' "$red$bold" "$task_id" "${task_summary:-no state at the cloud}" "$off"
+fi
+# The rest of the phase: the live flow goes on.
+while ((SECONDS < phase_end)); do sleep 0.5; done
 show_status
 
 say "Phase 2: the cloud goes away for ${phase_s}s. Messages wait in the gateway's SQLite buffer."
