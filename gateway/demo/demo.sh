@@ -644,12 +644,16 @@ printf '     to the dir sink "frames": %s full frames as JPEG files (start and p
     "$(awk -v o="$out_bytes" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
 ((cam_bytes > 0)) && LC_ALL=C printf '     of which to the cloud (events and thumbnails): %.2f %%\n' \
     "$(awk -v o="$((event_bytes + thumb_bytes))" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
+printf '   task %s from the cloud, its states at the cloud (state attempt@device):\n     %s\n' \
+    "$task_id" "${task_summary:-none}"
+[[ -n "$task_ok" ]] && printf '     edge-a died with attempt 1; attempt 2 succeeded on edge-b, result at the cloud\n'
 printf '   status messages on gateways/demo-gw/status: %s\n' "$status_msgs"
-if ((lost == 0)) && ((gw_rc == 0)) && ((cam_rc == 0)) && ((starts > 0)) && ((thumbs == starts)); then
-    printf '%s   every reading and every motion event reached its destination, in spite of the outage%s\n' \
+if ((lost == 0)) && ((gw_rc == 0)) && ((cam_rc == 0)) && ((starts > 0)) && ((thumbs == starts)) &&
+    [[ -n "$task_ok" ]]; then
+    printf '%s   every reading, every motion event and the task result reached their destination, in spite of a dead device and the outage%s\n' \
         "$green$bold" "$off"
 else
-    printf '%s   %s readings missing in the archive, %s motion starts with %s thumbnails, gateway exit status %s, camera %s (logs: %s)%s\n' \
-        "$red$bold" "$lost" "$starts" "$thumbs" "$gw_rc" "$cam_rc" "$tmp" "$off"
+    printf '%s   %s readings missing in the archive, %s motion starts with %s thumbnails, task %s, gateway exit status %s, camera %s (logs: %s)%s\n' \
+        "$red$bold" "$lost" "$starts" "$thumbs" "$([[ -n "$task_ok" ]] && echo ok || echo 'not as expected')" "$gw_rc" "$cam_rc" "$tmp" "$off"
     exit 1
 fi
