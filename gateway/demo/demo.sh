@@ -478,7 +478,7 @@ run_task() {
     done
     (($(devices_online) >= ${#task_devices[@]})) || { task_summary="the devices did not register within 10 s"; return; }
     downlink_subscribed || { task_summary="the gateway's downlink is not subscribed after 10 s"; return; }
-    note "\$ edge-gateway devices --config $tmp/gateway.json   (3 online)"
+    note "the gateway has the 3 devices online (edge-gateway devices) and its downlink subscribed"
     submit='{"task":"'$task_id'","type":"detect","input":{"frame":"cam-1/front/0042.jpg"},"requirements":{"min_cores":2},"attempt_timeout_ms":10000,"max_attempts":3,"deadline_ms":30000}'
     note "the cloud submits $task_id on gateways/demo-gw/tasks/submit: $submit"
     # QoS 1 to the cloud broker; the gateway stores it a moment after its PUBACK, so a cloud that
