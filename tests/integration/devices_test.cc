@@ -2,6 +2,7 @@
 // Devices and tasks through the real daemon: devices are real MQTT clients on the local broker,
 // tasks are submitted through the control socket, states arrive at the cloud broker through the
 // buffer and the mqtt sink.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -288,6 +289,52 @@ TEST_F(devices_test, a_simulated_device_dying_mid_task_hands_the_task_to_the_oth
     EXPECT_EQ(done.value("device", ""), "sim-healthy") << done.dump();
     EXPECT_EQ(done.value("attempt", 0), 2) << done.dump();
     EXPECT_EQ(done["result"].value("input", ""), "frame-7");
+}
+
+// A high-priority route gives the cloud sink a sibling connection ("cloud!high"): the same cloud,
+// so each task state and registry record still reaches it once, not once per connection.
+TEST_F(devices_test, task_states_reach_the_cloud_once_with_a_high_priority_sibling) {
+    start_brokers();
+    json c = base_config();
+    c["routes"] =
+        json::array({{{"from", k_telemetry_filter}, {"to", {"cloud"}}, {"priority", "high"}}});
+    start_gateway(c);
+    connect_cloud_subscriber();
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& s) { return json_at(s, "sinks/cloud!high/connected") == true; }, 10s))
+        << gateway_->last_status();
+    sim_device d(local_->uri(), "dev-p");
+    d.register_("boot-p1", "render");
+    ASSERT_TRUE(wait_devices_online(1));
+    json submit = {{"task", "p1"}, {"type", "render"}};
+    ASSERT_EQ(control({{"cmd", "task_submit"}, {"payload", submit.dump()}}).value("ok", false),
+              true);
+    ASSERT_TRUE(d.tasks->wait_for([](const received_message&) { return true; }, 10s));
+    d.report("p1", 1, "accepted");
+    d.report("p1", 1, "running");
+    d.report("p1", 1, "succeeded", {{"ok", true}});
+    ASSERT_TRUE(wait_cloud_state("p1", "succeeded", 10s));
+    // Every row acknowledged by the cloud broker on both connections.
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& s) {
+            return json_at(s, "sinks/cloud/rows_waiting") == 0 &&
+                   json_at(s, "sinks/cloud!high/rows_waiting") == 0;
+        },
+        10s))
+        << gateway_->last_status();
+    ASSERT_TRUE(cloud_sub_->wait_for(
+        [](const received_message& m) { return m.topic == cloud_topic("devices/dev-p"); }, 10s));
+    std::vector<uint64_t> seqs;
+    for (const auto& st : cloud_states("p1")) seqs.push_back(st.value("seq", uint64_t{0}));
+    // queued, dispatched, accepted, running, succeeded: seq 1..5, each once.
+    EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+    // Registry records: each buffer row (egw-seq) once.
+    std::vector<std::string> record_seqs;
+    for (const auto& m : cloud_sub_->messages())
+        if (m.topic == cloud_topic("devices/dev-p")) record_seqs.push_back(m.egw_seq.value_or(""));
+    ASSERT_FALSE(record_seqs.empty());
+    std::sort(record_seqs.begin(), record_seqs.end());
+    EXPECT_EQ(std::adjacent_find(record_seqs.begin(), record_seqs.end()), record_seqs.end());
 }
 
 }  // namespace
