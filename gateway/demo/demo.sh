@@ -466,8 +466,8 @@ attempts_text() {
     local a reason
     grep -oE '\{"boot":[^{}]*\}' | while IFS= read -r a; do
         reason=$(json_field reason "$a")
-        printf 'attempt %s on %-8s %-10s %s\n' "$(json_field n "$a")" "$(json_field device "$a")" \
-            "$(json_field state "$a")" "${reason:+($reason)}"
+        printf 'attempt %s on %-8s %s%s\n' "$(json_field n "$a")" "$(json_field device "$a")" \
+            "$(json_field state "$a")" "${reason:+ ($reason)}"
     done
 }
 run_task() {
@@ -498,22 +498,26 @@ run_task() {
         sleep 0.1
     done
     [[ -n "$final" ]] || { task_summary="$task_id did not end within 20 s at the cloud"; return; }
+    local listed attempts devs
+    listed=$("$gw_bin" tasks --config "$tmp/gateway.json" 2>&1 || true)
+    attempts=$("$gw_bin" tasks --config "$tmp/gateway.json" --json "$task_id" 2>&1 | attempts_text || true)
+    devs=$("$gw_bin" devices --config "$tmp/gateway.json" 2>&1 | devices_text || true)
     note "\$ edge-gateway tasks --config $tmp/gateway.json"
-    "$gw_bin" tasks --config "$tmp/gateway.json" 2>&1 | sed 's/^/     /' || true
+    sed 's/^/     /' <<<"$listed"
     note "\$ edge-gateway tasks --config $tmp/gateway.json --json $task_id   (its attempts, condensed)"
-    "$gw_bin" tasks --config "$tmp/gateway.json" --json "$task_id" 2>&1 | attempts_text |
-        sed 's/^/     /' || true
+    sed 's/^/     /' <<<"$attempts"
     note "\$ edge-gateway devices --config $tmp/gateway.json   (condensed)"
-    "$gw_bin" devices --config "$tmp/gateway.json" 2>&1 | devices_text | sed 's/^/     /' || true
-    # The check: what the cloud saw, in order.
+    sed 's/^/     /' <<<"$devs"
+    # The check: the states the cloud saw, in order (state attempt@device), the result from
+    # edge-b at the cloud, and the gateway's own view: two attempts, edge-a offline.
     states=$(task_states | while IFS= read -r line; do task_state_text "$line"; printf '\n'; done)
     task_summary=$(sed -E 's/^#[0-9]+ //; s/ attempt ([0-9]+) on / \1@/; s/ result .*//; s/ \(.*//' <<<"$states" | paste -sd' ')
-    if grep -qE '^#[0-9]+ dispatched attempt 1 on edge-a$' <<<"$states" &&
-        grep -qE '^#[0-9]+ accepted attempt 1 on edge-a$' <<<"$states" &&
-        grep -qE '^#[0-9]+ dispatched attempt 2 on edge-b$' <<<"$states" &&
+    if [[ "$task_summary" =~ ^queued\ dispatched\ 1@edge-a\ accepted\ 1@edge-a\ .*dispatched\ 2@edge-b\ .*succeeded\ 2@edge-b$ ]] &&
         grep -qE '^#[0-9]+ succeeded attempt 2 on edge-b result \{"device":"edge-b"' <<<"$states" &&
         [[ "$final" == *'"state":"succeeded"'* ]] &&
-        "$gw_bin" devices --config "$tmp/gateway.json" 2>/dev/null | grep '"id":"edge-a"' | grep -q '"state":"offline"'; then
+        grep -qE '^attempt 1 on edge-a +failed' <<<"$attempts" &&
+        grep -qE '^attempt 2 on edge-b +succeeded' <<<"$attempts" &&
+        grep -qE '^edge-a +offline' <<<"$devs"; then
         task_ok=yes
     fi
 }
