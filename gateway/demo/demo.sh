@@ -451,6 +451,7 @@ downlink_subscribed() {
     js=${js#*\"downlink\"}
     [[ "$(json_field subscribed "$js")" == true ]]
 }
+indent() { printf '%s\n' "$1" | while IFS= read -r line; do printf '     %s\n' "$line"; done; }
 # The CLI's JSON, condensed to what the demo is about: a device a line; a task's attempts a line.
 devices_text() {
     local line
@@ -503,11 +504,11 @@ run_task() {
     attempts=$("$gw_bin" tasks --config "$tmp/gateway.json" --json "$task_id" 2>&1 | attempts_text || true)
     devs=$("$gw_bin" devices --config "$tmp/gateway.json" 2>&1 | devices_text || true)
     note "\$ edge-gateway tasks --config $tmp/gateway.json"
-    sed 's/^/     /' <<<"$listed"
+    indent "$listed"
     note "\$ edge-gateway tasks --config $tmp/gateway.json --json $task_id   (its attempts, condensed)"
-    sed 's/^/     /' <<<"$attempts"
+    indent "$attempts"
     note "\$ edge-gateway devices --config $tmp/gateway.json   (condensed)"
-    sed 's/^/     /' <<<"$devs"
+    indent "$devs"
     # The check: the states the cloud saw, in order (state attempt@device), the result from
     # edge-b at the cloud, and the gateway's own view: two attempts, edge-a offline.
     states=$(task_states | while IFS= read -r line; do task_state_text "$line"; printf '\n'; done)
