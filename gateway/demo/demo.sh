@@ -4,8 +4,10 @@
 # publish to a local Mosquitto broker; the gateway processes them at the edge (plugins: deadband
 # and window-stats turn readings into summaries, threshold-alert raises alerts, camera-motion turns
 # JPEG frames into motion events and thumbnails) and forwards the results to a second Mosquitto
-# that stands in for the cloud, and to a local dir sink. The cloud goes away for a while and
-# comes back, and nothing is lost.
+# that stands in for the cloud, and to a local dir sink. Meanwhile the cloud submits a task: the
+# gateway sends it to the simulated device that fits it best, that device dies with it, and the
+# task moves to another device, which runs it; its result reaches the cloud. The cloud goes away
+# for a while and comes back, and nothing is lost.
 #
 #   bash gateway/demo/demo.sh
 #
