@@ -21,7 +21,7 @@ build=$root/build-fuzz
 seconds=${1:?usage: run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(config_fuzz topic_fuzz ingest_fuzz plugin_fuzz)
+((${#targets[@]})) || targets=(config_fuzz topic_fuzz ingest_fuzz plugin_fuzz jpeg_fuzz)
 nice_level=${FUZZ_NICE:-19}
 jobs=${FUZZ_JOBS:-1}
 parallel=${FUZZ_PARALLEL:-$(nproc)}

@@ -124,6 +124,13 @@ TEST_F(devices_test,
     EXPECT_EQ(attempt, 1);
     EXPECT_FALSE(msg->retained);
     EXPECT_EQ(a.tasks->count(), 0u);
+    // MQTT 5: the message expires with its attempt, and names where and how to answer.
+    EXPECT_EQ(msg->response_topic, "devices/dev-b/tasks/t1/state");
+    EXPECT_EQ(msg->correlation_data, "t1/1");
+    ASSERT_TRUE(msg->message_expiry_s.has_value());
+    const int64_t ttl_s = (task.value("ttl_ms", int64_t{0}) + 999) / 1000;
+    EXPECT_GE(*msg->message_expiry_s + 1, ttl_s);
+    EXPECT_LE(*msg->message_expiry_s, ttl_s);
 
     b.report("t1", attempt, "accepted");
     b.report("t1", attempt, "running");
