@@ -133,8 +133,10 @@ void gateway::start_devices() {
     o.buf = buf_.get();
     o.cloud_bits = [this] {
         uint64_t bits = 0;
+        // Not a priority sibling ("NAME!high"): it is the same cloud over a second connection,
+        // and each state would reach the cloud twice.
         for (auto& [id, s] : sinks_)
-            if (s->as_mqtt()) bits |= uint64_t{1} << s->bit();
+            if (s->as_mqtt() && !s->config().priority_sibling) bits |= uint64_t{1} << s->bit();
         return bits;
     };
     mailbox<event>* mb = mb_.get();

@@ -20,9 +20,20 @@ constexpr int total_bit = -1;  // the totals row for the whole buffer
 // writes restart, and each ingest commit appends at least one 4 KiB page to it.
 constexpr int64_t wal_restart_bytes = 64 << 20;
 
-// Each ingest commit writes at least one whole page to the WAL; small pages keep that write
-// (and the checkpoint's fsync) close to the size of the row. Applies to new files only.
-constexpr int64_t page_size = 1024;
+// Page size of new files (an existing file keeps its own). Each ingest commit writes at least
+// one whole page to the WAL, so 1 KiB pages kept that write close to a small row's size; but a
+// drain reads, deletes and checkpoints every page of the rows it sends, one pread/pwrite each,
+// and with 1 KiB pages that cost 35-40 % of the gateway's CPU per drained row
+// (tests/bench/README.md, batch drain). 4 KiB (SQLite's default, the size of a kernel page
+// and of most flash blocks) cuts a drain's CPU by about a third; ingest measured the same CPU
+// per commit, at up to 4 KiB of WAL per commit instead of 1 KiB between two checkpoints.
+constexpr int64_t page_size = 4096;
+
+// The page size of the file `db` is open on (the WAL counts frames of it).
+int64_t file_page_size(sqlite3* db) {
+    statement s(db, "PRAGMA page_size");
+    return s.step() ? s.int64(0) : page_size;
+}
 
 // Rows per step of an acknowledgement transaction (about 1 us of SQLite work each), and how
 // long one transaction goes on taking steps: an ingest commit waits at most about that long.
@@ -526,19 +537,25 @@ uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
             .bind(2, static_cast<int64_t>(through))
             .bind(3, mask)
             .bind(4, ack_chunk_rows);
-        int64_t rows = 0;
+        int64_t rows = 0, shared = 0;
         uint64_t last = end;
         while (select_acked_.step()) {
             last = static_cast<uint64_t>(select_acked_.int64(0));
             auto sinks = static_cast<uint64_t>(select_acked_.int64(1));
             d.remove(bit_mask(bit), sinks == bit_mask(bit), select_acked_.int64(2));
+            shared += sinks != bit_mask(bit);
             ++rows;
         }
         select_acked_.reset();
         const uint64_t from = end;
         end = rows < ack_chunk_rows ? through : last;
         if (rows == 0) break;
+        // The select saw every row of (from, end] that carries the bit (it runs in this
+        // transaction, under the write lock): when none of them waits for another sink too, the
+        // delete leaves nothing for the update to clear, and a backlog routed to one batch sink
+        // skips that second pass over the range.
         for (statement* s : {&delete_acked_, &clear_acked_}) {
+            if (s == &clear_acked_ && shared == 0) break;
             s->bind(1, static_cast<int64_t>(from)).bind(2, static_cast<int64_t>(end)).bind(3, mask);
             s->step();
             s->reset();
@@ -578,7 +595,7 @@ std::chrono::steady_clock::duration buffer::maintain() {
                                        &frames, nullptr);
     if (rc == SQLITE_BUSY) return held;
     check(checkpointer_.get(), rc, "checkpoint");
-    if (static_cast<int64_t>(frames) * page_size > wal_restart_bytes) {
+    if (static_cast<int64_t>(frames) * file_page_size(checkpointer_.get()) > wal_restart_bytes) {
         std::lock_guard lock(write_mu_);  // ingest waits here, not in SQLite's busy handler
         const auto started = clock::now();
         rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_RESTART,

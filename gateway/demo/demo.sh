@@ -4,8 +4,10 @@
 # publish to a local Mosquitto broker; the gateway processes them at the edge (plugins: deadband
 # and window-stats turn readings into summaries, threshold-alert raises alerts, camera-motion turns
 # JPEG frames into motion events and thumbnails) and forwards the results to a second Mosquitto
-# that stands in for the cloud, and to a local dir sink. The cloud goes away for a while and
-# comes back, and nothing is lost.
+# that stands in for the cloud, and to a local dir sink. Meanwhile the cloud submits a task: the
+# gateway sends it to the simulated device that fits it best, that device dies with it, and the
+# task moves to another device, which runs it; its result reaches the cloud. The cloud goes away
+# for a while and comes back, and nothing is lost.
 #
 #   bash gateway/demo/demo.sh
 #
@@ -83,6 +85,8 @@ gw_bin="$root/$build_dir/gateway/edge-gateway"
 [[ -x "$gw_bin" ]] || die "no binary at $gw_bin after the build"
 cam_bin="$root/$build_dir/tests/support/egw-camera-sim"
 [[ -x "$cam_bin" ]] || die "no simulated camera at $cam_bin after the build (EGW_BUILD_CAMERA_SIM=OFF?)"
+dev_bin="$root/$build_dir/tests/support/egw-device-sim"
+[[ -x "$dev_bin" ]] || die "no simulated device at $dev_bin after the build (EGW_BUILD_CAMERA_SIM=OFF?)"
 note "$("$gw_bin" --version 2>&1 | head -n 1)"
 
 # --- helpers --------------------------------------------------------------------------------
@@ -131,6 +135,21 @@ wait_port() {
     return 1
 }
 
+# task_state_text JSON: a task state as the cloud got it, in a line: "#seq state attempt N on
+# DEVICE (reason) result" (the keys are sorted: result comes right before seq).
+task_state_text() {
+    local js=$1 text device reason result
+    text="#$(json_field seq "$js") $(json_field state "$js")"
+    device=$(json_field device "$js")
+    [[ -z "$device" ]] || text+=" attempt $(json_field attempt "$js") on $device"
+    reason=$(json_field reason "$js")
+    [[ -z "$reason" ]] || text+=" ($reason)"
+    if [[ "$js" == *'"result":'* ]]; then
+        result=${js#*\"result\":}
+        text+=" result ${result%,\"seq\":*}"
+    fi
+    printf '%s' "$text"
+}
 status_json() { "$gw_bin" status --config "$tmp/gateway.json" --json 2>/dev/null || true; }
 # json_field KEY JSON: the first value of "KEY" in JSON (a number or a string, quotes removed).
 json_field() {
@@ -227,6 +246,16 @@ while IFS='|' read -r topic props len payload; do
     if [[ "$topic" == */status ]]; then
         payload=$(grep -oE '"state":"[a-z]*"' <<<"$payload" | tail -n 1 || true)
         payload="{$payload, ...}"
+    elif [[ "$topic" == */tasks/*/state ]]; then
+        colour=$cyan$bold
+        payload=$(task_state_text "$payload")
+    elif [[ "$topic" == */tasks/submit ]]; then
+        colour=$cyan
+        topic="$topic (cloud -> gateway)"
+    elif [[ "$topic" =~ ^gateways/[^/]+/devices/[^/]+$ ]]; then
+        # A registry record (retained): the device's presence, not its whole record.
+        colour=$cyan
+        payload="{\"id\":\"$(json_field id "$payload")\", \"state\":\"$(json_field state "$payload")\", ...}"
     fi
     printf '%s   [cloud] %-48s %-8s %s%s\n' "$colour" "${topic#gateways/demo-gw/}" "$seq" "$payload" "$off"
 done <"$tmp/cloud.fifo" &
@@ -307,6 +336,7 @@ cat >"$tmp/gateway.json" <<EOF
       "batch": { "max_rows": 100, "max_delay_ms": 1000 }
     }
   },
+  "downlink": { "sink": "cloud" },
   "buffer": { "max_bytes": 67108864, "when_full": "drop-oldest", "synchronous": "normal" }
 }
 EOF
@@ -328,8 +358,14 @@ done
 grep -q 'info gateway: ready' "$tmp/gateway.log" || die "edge-gateway not ready after 10 s"
 # Ready means the buffer and loop run; wait for the local subscription too, so the devices'
 # first readings already have somewhere to go.
+local_subscribed() {
+    local js
+    js=$(status_json)
+    js=${js#*\"local\"}
+    [[ "$(json_field subscribed "$js")" == true ]]
+}
 for ((i = 0; i < 50; i++)); do
-    [[ "$(json_field subscribed "$(status_json)")" == true ]] && break
+    local_subscribed && break
     sleep 0.1
 done
 
@@ -385,10 +421,124 @@ note "a textured scene with noise, small distractors and brightness steps; 2 obj
 cam_pid=$!
 pids+=("$cam_pid")
 
+# Three simulated devices (egw-device-sim, real MQTT clients of the local broker) that run tasks
+# of type "detect" for 1 s each. The demo's task asks for 2 cores: edge-a (2 cores) fits it best,
+# so the scheduler picks it first (docs/devices.md, the score), and edge-a dies right after
+# accepting; the task moves to the best of the others, edge-b (4 cores; edge-c has 8).
+task_id=demo-task-1
+task_devices=(edge-a edge-b edge-c)
+say "Starting 3 simulated devices (egw-device-sim): they register and run tasks of type \"detect\""
+note "edge-a: 2 cores; dies right after accepting a task (--vanish-after-accept: no DISCONNECT, so the broker publishes its will)"
+note "edge-b: 4 cores, edge-c: 8 cores; a task runs 1 s"
+dev_cores=(2 4 8)
+for ((d = 0; d < ${#task_devices[@]}; d++)); do
+    dev_args=(--uri "tcp://127.0.0.1:$local_port" --id "${task_devices[d]}" --type detect
+        --cores "${dev_cores[d]}" --delay-ms 1000)
+    ((d == 0)) && dev_args+=(--vanish-after-accept)
+    "$dev_bin" "${dev_args[@]}" >"$tmp/${task_devices[d]}.out" 2>&1 &
+    pids+=("$!")
+done
+
+# run_task: submits a task the way the cloud does (on the cloud broker) once the gateway has the
+# devices and its downlink subscription, follows it to its end, shows what the gateway's CLI says
+# about it, and checks that it moved from edge-a to edge-b and succeeded there with its result at
+# the cloud. Sets task_ok (yes or empty) and task_summary.
+task_ok='' task_summary=''
+task_states() { grep "^gateways/demo-gw/tasks/$task_id/state|" "$tmp/cloud.txt" 2>/dev/null | cut -d'|' -f4- || true; }
+devices_online() { "$gw_bin" devices --config "$tmp/gateway.json" 2>/dev/null | grep -c '"state":"online"' || true; }
+downlink_subscribed() {
+    local js
+    js=$(status_json)
+    [[ "$js" == *'"downlink"'* ]] || return 1
+    js=${js#*\"downlink\"}
+    [[ "$(json_field subscribed "$js")" == true ]]
+}
+indent() { printf '%s\n' "$1" | while IFS= read -r line; do printf '     %s\n' "$line"; done; }
+# The CLI's JSON, condensed to what the demo is about: a device a line; a task's attempts a line.
+devices_text() {
+    local line
+    while IFS= read -r line; do
+        [[ "$line" == *'"id":'* ]] || continue
+        printf '%-8s %-8s cores %-3s in flight %s, boot %s\n' "$(json_field id "$line")" \
+            "$(json_field state "$line")" "$(json_field cores "$line")" \
+            "$(json_field in_flight "$line")" "$(json_field boot "$line")"
+    done
+}
+# The attempts are the only objects of a task without nested braces that start with "boot".
+attempts_text() {
+    local a reason
+    grep -oE '\{"boot":[^{}]*\}' | while IFS= read -r a; do
+        reason=$(json_field reason "$a")
+        printf 'attempt %s on %-8s %s%s\n' "$(json_field n "$a")" "$(json_field device "$a")" \
+            "$(json_field state "$a")" "${reason:+ ($reason)}"
+    done
+}
+run_task() {
+    local i j submit states final line
+    for ((i = 0; i < 100; i++)); do
+        (($(devices_online) >= ${#task_devices[@]})) && downlink_subscribed && break
+        sleep 0.1
+    done
+    (($(devices_online) >= ${#task_devices[@]})) || { task_summary="the devices did not register within 10 s"; return; }
+    downlink_subscribed || { task_summary="the gateway's downlink is not subscribed after 10 s"; return; }
+    note "the gateway has the 3 devices online (edge-gateway devices) and its downlink subscribed"
+    submit='{"task":"'$task_id'","type":"detect","input":{"frame":"cam-1/front/0042.jpg"},"requirements":{"min_cores":2},"attempt_timeout_ms":10000,"max_attempts":3,"deadline_ms":30000}'
+    note "the cloud submits $task_id on gateways/demo-gw/tasks/submit: $submit"
+    # QoS 1 to the cloud broker; the gateway stores it a moment after its PUBACK, so a cloud that
+    # sees no "queued" submits again (the task id makes a second submit a no-op).
+    for ((i = 0; i < 3; i++)); do
+        mosquitto_pub -h 127.0.0.1 -p "$cloud_port" -i demo-cloud-tasks -q 1 \
+            -t gateways/demo-gw/tasks/submit -m "$submit" 2>>"$tmp/submit.err" || true
+        for ((j = 0; j < 30; j++)); do
+            [[ -n "$(task_states)" ]] && break 2
+            sleep 0.1
+        done
+    done
+    final=''
+    for ((i = 0; i < 200; i++)); do
+        final=$(task_states | grep '"final":true' | tail -n 1 || true)
+        [[ -n "$final" ]] && break
+        sleep 0.1
+    done
+    [[ -n "$final" ]] || { task_summary="$task_id did not end within 20 s at the cloud"; return; }
+    local listed attempts devs
+    listed=$("$gw_bin" tasks --config "$tmp/gateway.json" 2>&1 || true)
+    attempts=$("$gw_bin" tasks --config "$tmp/gateway.json" --json "$task_id" 2>&1 | attempts_text || true)
+    devs=$("$gw_bin" devices --config "$tmp/gateway.json" 2>&1 | devices_text || true)
+    note "\$ edge-gateway tasks --config $tmp/gateway.json"
+    indent "$listed"
+    note "\$ edge-gateway tasks --config $tmp/gateway.json --json $task_id   (its attempts, condensed)"
+    indent "$attempts"
+    note "\$ edge-gateway devices --config $tmp/gateway.json   (condensed)"
+    indent "$devs"
+    # The check: the states the cloud saw, in order (state attempt@device), the result from
+    # edge-b at the cloud, and the gateway's own view: two attempts, edge-a offline.
+    states=$(task_states | while IFS= read -r line; do task_state_text "$line"; printf '\n'; done)
+    task_summary=$(sed -E 's/^#[0-9]+ //; s/ attempt ([0-9]+) on / \1@/; s/ result .*//; s/ \(.*//' <<<"$states" | paste -sd' ')
+    if [[ "$task_summary" =~ ^queued\ dispatched\ 1@edge-a\ accepted\ 1@edge-a\ .*dispatched\ 2@edge-b\ .*succeeded\ 2@edge-b$ ]] &&
+        grep -qE '^#[0-9]+ succeeded attempt 2 on edge-b result \{"device":"edge-b"' <<<"$states" &&
+        [[ "$final" == *'"state":"succeeded"'* ]] &&
+        grep -qE '^attempt 1 on edge-a +failed' <<<"$attempts" &&
+        grep -qE '^attempt 2 on edge-b +succeeded' <<<"$attempts" &&
+        grep -qE '^edge-a +offline' <<<"$devs"; then
+        task_ok=yes
+    fi
+}
+
 # --- 5. phases ------------------------------------------------------------------------------
 say "Phase 1: live flow for ${phase_s}s. Summaries every 5 s, alerts and motion events at once."
 note "cloud topic = gateways/{gateway_id}/{topic}; seq = the egw-seq MQTT 5 user property"
-sleep "$phase_s"
+note "meanwhile the cloud submits a task; #N = the task's own seq, state attempt N on DEVICE"
+phase_end=$((SECONDS + phase_s))
+run_task
+if [[ -n "$task_ok" ]]; then
+    printf '%s   %s: edge-a died with it, it moved to edge-b and succeeded; the result is at the cloud%s\n' \
+        "$green$bold" "$task_id" "$off"
+else
+    printf '%s   %s: %s%s\n' "$red$bold" "$task_id" "${task_summary:-no state at the cloud}" "$off"
+fi
+# The rest of the phase: the live flow goes on.
+while ((SECONDS < phase_end)); do sleep 0.5; done
 show_status
 
 say "Phase 2: the cloud goes away for ${phase_s}s. Messages wait in the gateway's SQLite buffer."
@@ -501,12 +651,16 @@ printf '     to the dir sink "frames": %s full frames as JPEG files (start and p
     "$(awk -v o="$out_bytes" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
 ((cam_bytes > 0)) && LC_ALL=C printf '     of which to the cloud (events and thumbnails): %.2f %%\n' \
     "$(awk -v o="$((event_bytes + thumb_bytes))" -v i="$cam_bytes" 'BEGIN { print 100 * o / i }')"
+printf '   task %s from the cloud, its states at the cloud (state attempt@device):\n     %s\n' \
+    "$task_id" "${task_summary:-none}"
+[[ -n "$task_ok" ]] && printf '     edge-a died with attempt 1; attempt 2 succeeded on edge-b, result at the cloud\n'
 printf '   status messages on gateways/demo-gw/status: %s\n' "$status_msgs"
-if ((lost == 0)) && ((gw_rc == 0)) && ((cam_rc == 0)) && ((starts > 0)) && ((thumbs == starts)); then
-    printf '%s   every reading and every motion event reached its destination, in spite of the outage%s\n' \
+if ((lost == 0)) && ((gw_rc == 0)) && ((cam_rc == 0)) && ((starts > 0)) && ((thumbs == starts)) &&
+    [[ -n "$task_ok" ]]; then
+    printf '%s   every reading, every motion event and the task result reached their destination, in spite of a dead device and the outage%s\n' \
         "$green$bold" "$off"
 else
-    printf '%s   %s readings missing in the archive, %s motion starts with %s thumbnails, gateway exit status %s, camera %s (logs: %s)%s\n' \
-        "$red$bold" "$lost" "$starts" "$thumbs" "$gw_rc" "$cam_rc" "$tmp" "$off"
+    printf '%s   %s readings missing in the archive, %s motion starts with %s thumbnails, task %s, gateway exit status %s, camera %s (logs: %s)%s\n' \
+        "$red$bold" "$lost" "$starts" "$thumbs" "$([[ -n "$task_ok" ]] && echo ok || echo 'not as expected')" "$gw_rc" "$cam_rc" "$tmp" "$off"
     exit 1
 fi

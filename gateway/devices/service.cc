@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "gateway/devices/service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 
 #include "gateway/devices/messages.h"
 #include "gateway/log.h"
@@ -51,6 +53,23 @@ struct work {
     }
 };
 
+// A task message with its MQTT 5 request/response properties (docs/devices.md): it expires with
+// its attempt, the device answers on its state topic, and the Correlation Data names the attempt
+// (`{task}/{attempt}`) for a device that answers through a generic request/response library.
+mqtt::message_ptr task_publication(const std::string& topic, const device_command& c) {
+    auto msg = mqtt::make_message(topic, c.payload, 1, false);
+    mqtt::properties props;
+    if (c.ttl_ms > 0) {
+        // Whole seconds, rounded up: a message must not expire before its attempt does.
+        const int64_t s = std::min<int64_t>((c.ttl_ms + 999) / 1000, INT32_MAX);
+        props.add({mqtt::property::MESSAGE_EXPIRY_INTERVAL, static_cast<int32_t>(s)});
+    }
+    props.add({mqtt::property::RESPONSE_TOPIC, topic + "/state"});
+    props.add({mqtt::property::CORRELATION_DATA, c.task + "/" + std::to_string(c.attempt)});
+    msg->set_properties(std::move(props));
+    return msg;
+}
+
 // Paho's action listener for connect: posts the outcome.
 struct connect_listener : mqtt::iaction_listener {
     std::function<void(std::string)> failed;
@@ -78,12 +97,14 @@ service::service(options o) : o_(std::move(o)) {
     mb_ = std::make_unique<mailbox<inbound>>(o_.loop,
                                              [this](std::vector<inbound>& b) { on_inbound(b); });
     std::string client_id = o_.local.client_id + "-devices";
+    // MQTT 5, so that a task message carries Message Expiry, Response Topic and Correlation
+    // Data (devices on 3.1.1 still receive it: the broker leaves the properties out for them).
     // Paho refuses a publish (-12) once 100 are waiting for its send thread, the default; one
     // loop turn can place many more (a device with a large max_concurrent coming online with
     // queued tasks, a burst of submits), and a refused task message would wait out its attempt
     // timeout. What waits here is bounded by the attempts in flight (one message each, plus
     // cancels and pings), so the limit is only a backstop.
-    mqtt::create_options create;
+    mqtt::create_options create(MQTTVERSION_5);
     create.set_max_buffered_messages(k_max_buffered_to_devices);
     cli_ = std::make_unique<mqtt::async_client>(o_.local.uri, client_id, create, nullptr);
     cli_->set_callback(*this);
@@ -140,7 +161,8 @@ void service::stop() {
 void service::connect() {
     if (stopping_) return;
     mqtt::connect_options opts;
-    opts.set_clean_session(true);  // the subscriptions are made again on every connect
+    opts.set_mqtt_version(MQTTVERSION_5);
+    opts.set_clean_start(true);  // the subscriptions are made again on every connect
     opts.set_keep_alive_interval(o_.local.keepalive_s);
     opts.set_connect_timeout(connect_timeout);
     if (!o_.local.username.empty()) opts.set_user_name(o_.local.username);
@@ -266,7 +288,10 @@ void service::apply(effects& fx) {
             continue;
         }
         try {
-            cli_->publish(topic, c.payload, qos, false);
+            if (c.what == device_command::kind::task)
+                cli_->publish(task_publication(topic, c));
+            else
+                cli_->publish(topic, c.payload, qos, false);
             ++published_to_devices_;
         } catch (const mqtt::exception& e) {
             ++publish_errors_;

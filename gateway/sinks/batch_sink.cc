@@ -64,6 +64,14 @@ void parse_batch_options(const nlohmann::json& s, const std::string& path, batch
         }
     }
     o.gzip = s.value("compression", "gzip") != "none";
+    if (s.contains("compression_level")) {
+        const auto& l = s["compression_level"];
+        if (!l.is_number_integer() || l.get<int64_t>() < 1 || l.get<int64_t>() > 9) {
+            problems.push_back({path + ".compression_level", "must be an integer from 1 to 9"});
+        } else {
+            o.compression_level = l.get<int>();
+        }
+    }
     o.max_bytes_per_s = s.value("max_bytes_per_s", uint64_t{0});
     o.key = s.value("key", std::string(ndjson::default_key));
     // Without compression the default name says so.
@@ -242,12 +250,13 @@ void batch_sink::execute(batch_machine::action a) {
             r->rows = std::move(a.rows);
             const size_t max_bytes = machine_.limits().max_bytes;
             const bool gzip = opts_.gzip;
+            const int level = opts_.compression_level;
             const uint64_t acked = machine_.ack_committed();
             const bool recorded = a.recorded;
             const batch_range range = a.range;
             run_job(
-                [store, r, max_bytes, gzip, acked, recorded, range, gw = gateway_id_, key = key_,
-                 object_key = object_key_, decoded = decoded_object_names()] {
+                [store, r, max_bytes, gzip, level, acked, recorded, range, gw = gateway_id_,
+                 key = key_, object_key = object_key_, decoded = decoded_object_names()] {
                     try {
                         std::string text;
                         size_t raw = 0;
@@ -290,7 +299,7 @@ void batch_sink::execute(batch_machine::action a) {
                         const uint64_t first = recorded ? range.first : r->rows.front().seq;
                         const uint64_t last = recorded ? range.last : r->rows.back().seq;
                         r->ndjson_bytes = text.size();
-                        r->body = std::make_shared<std::string>(gzip ? ndjson::gzip(text)
+                        r->body = std::make_shared<std::string>(gzip ? ndjson::gzip(text, level)
                                                                      : std::move(text));
                         r->key = key.render(
                             {gw, r->rows.front().ts_ms, first, last, r->rows.front().seq, {}});

@@ -16,6 +16,10 @@ bool is_utf8(std::string_view s) {
     const size_t n = s.size();
     size_t i = 0;
     while (i < n) {
+        // Readings are ASCII: eight bytes at a time while no byte has its high bit set.
+        uint64_t w;
+        while (i + 8 <= n && (std::memcpy(&w, p + i, 8), (w & 0x8080808080808080ull) == 0)) i += 8;
+        if (i == n) break;
         const unsigned char c = p[i];
         if (c < 0x80) {
             ++i;

@@ -21,7 +21,7 @@ build=$root/build-fuzz
 seconds=${1:?usage: run.sh SECONDS [TARGET...]}
 shift
 targets=("$@")
-((${#targets[@]})) || targets=(config_fuzz topic_fuzz ingest_fuzz plugin_fuzz)
+((${#targets[@]})) || targets=(config_fuzz topic_fuzz ingest_fuzz plugin_fuzz jpeg_fuzz)
 nice_level=${FUZZ_NICE:-19}
 jobs=${FUZZ_JOBS:-1}
 parallel=${FUZZ_PARALLEL:-$(nproc)}
@@ -54,12 +54,16 @@ run_target() {
     fi
     echo "== $name ($corpus): ${seconds}s" >&2
     local log=$build/findings/$corpus.log
-    local rc=0 budget=(-max_total_time="$seconds")
+    local rc=0 budget=(-max_total_time="$seconds") workers=()
+    # -jobs makes libFuzzer fork its workers, which log to ./fuzz-N.log (shared by every target
+    # run side by side): only with more than one, and then from the target's own directory.
+    ((jobs > 1)) && workers=(-jobs="$jobs" -workers="$jobs")
     ((seconds > 0)) || budget=(-runs=0)  # 0: only run the corpus once (libFuzzer's 0 is forever)
-    nice -n "$nice_level" "$bin" "${dict[@]}" "${budget[@]}" -timeout=10 \
-        -rss_limit_mb=2048 -max_len=65536 -jobs="$jobs" -workers="$jobs" \
+    mkdir -p "$build/findings/$corpus.d"
+    (cd "$build/findings/$corpus.d" && exec nice -n "$nice_level" "$bin" "${dict[@]}" "${budget[@]}" -timeout=10 \
+        -rss_limit_mb=2048 -max_len=65536 "${workers[@]}" \
         -artifact_prefix="$build/findings/$corpus-" -print_final_stats=1 "$@" \
-        "$work" "$here/corpus/$name" >"$log" 2>&1 || rc=$?
+        "$work" "$here/corpus/$name") >"$log" 2>&1 || rc=$?
     if ((rc == 0)); then
         grep -E "stat::number_of_executed_units|stat::new_units_added|cov:" "$log" | tail -3 >&2 || true
     elif ((rc == 2)) && grep -q "^plugin_fuzz: " "$log"; then

@@ -2,6 +2,7 @@
 // Devices and tasks through the real daemon: devices are real MQTT clients on the local broker,
 // tasks are submitted through the control socket, states arrive at the cloud broker through the
 // buffer and the mqtt sink.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -125,6 +126,13 @@ TEST_F(devices_test,
     EXPECT_EQ(attempt, 1);
     EXPECT_FALSE(msg->retained);
     EXPECT_EQ(a.tasks->count(), 0u);
+    // MQTT 5: the message expires with its attempt, and names where and how to answer.
+    EXPECT_EQ(msg->response_topic, "devices/dev-b/tasks/t1/state");
+    EXPECT_EQ(msg->correlation_data, "t1/1");
+    ASSERT_TRUE(msg->message_expiry_s.has_value());
+    const int64_t ttl_s = (task.value("ttl_ms", int64_t{0}) + 999) / 1000;
+    EXPECT_GE(*msg->message_expiry_s + 1, ttl_s);
+    EXPECT_LE(*msg->message_expiry_s, ttl_s);
 
     b.report("t1", attempt, "accepted");
     b.report("t1", attempt, "running");
@@ -314,6 +322,53 @@ TEST_F(devices_test, a_burst_of_dispatches_larger_than_pahos_default_buffer_reac
     ASSERT_TRUE(s);
     EXPECT_EQ(json_at(*s, "devices/publish_errors"), 0);
     EXPECT_GE(json_int(*s, "devices/published_to_devices"), n);  // and the device's first ping
+}
+
+// A high-priority route gives the cloud sink a sibling connection ("cloud!high"): the same cloud,
+// so each task state and registry record still reaches it once, not once per connection.
+TEST_F(devices_test, task_states_reach_the_cloud_once_with_a_high_priority_sibling) {
+    start_brokers();
+    json c = base_config();
+    c["routes"] =
+        json::array({{{"from", k_telemetry_filter}, {"to", {"cloud"}}, {"priority", "high"}}});
+    start_gateway(c);
+    connect_cloud_subscriber();
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& s) { return json_at(s, "sinks/cloud!high/connected") == true; }, 10s))
+        << gateway_->last_status();
+    sim_device d(local_->uri(), "dev-p");
+    d.register_("boot-p1", "render");
+    ASSERT_TRUE(wait_devices_online(1));
+    json submit = {{"task", "p1"}, {"type", "render"}};
+    ASSERT_EQ(control({{"cmd", "task_submit"}, {"payload", submit.dump()}}).value("ok", false),
+              true);
+    ASSERT_TRUE(d.tasks->wait_for([](const received_message&) { return true; }, 10s));
+    d.report("p1", 1, "accepted");
+    d.report("p1", 1, "running");
+    d.report("p1", 1, "succeeded", {{"ok", true}});
+    ASSERT_TRUE(wait_cloud_state("p1", "succeeded", 10s));
+    // Every row acknowledged by the cloud broker on both connections.
+    ASSERT_TRUE(gateway_->wait_until(
+        [](const json& s) {
+            return json_at(s, "sinks/cloud/rows_waiting") == 0 &&
+                   json_at(s, "sinks/cloud!high/rows_waiting") == 0;
+        },
+        10s))
+        << gateway_->last_status();
+    ASSERT_TRUE(cloud_sub_->wait_for(
+        [](const received_message& m) { return m.topic == cloud_topic("devices/dev-p"); }, 10s));
+    std::vector<uint64_t> seqs;
+    for (const auto& st : cloud_states("p1")) seqs.push_back(st.value("seq", uint64_t{0}));
+    // queued, dispatched, accepted, running, succeeded: seq 1..5, each once.
+    EXPECT_EQ(seqs, (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+    // Registry records: each buffer row (egw-seq) once.
+    std::vector<std::string> record_seqs;
+    for (const auto& m : cloud_sub_->messages())
+        if (m.topic == cloud_topic("devices/dev-p")) record_seqs.push_back(m.egw_seq.value_or(""));
+    ASSERT_FALSE(record_seqs.empty());
+    std::sort(record_seqs.begin(), record_seqs.end());
+    EXPECT_TRUE(std::adjacent_find(record_seqs.begin(), record_seqs.end()) == record_seqs.end())
+        << "a registry record (egw-seq) arrived twice, " << record_seqs.size() << " records";
 }
 
 }  // namespace

@@ -56,6 +56,12 @@ std::string gunzip(const std::string& data) {
     return out;
 }
 
+// The XFL byte of a gzip header (RFC 1952): zlib writes 4 for level 1, 2 for level 9, else 0.
+int gzip_xfl(const fs::path& p) {
+    const std::string d = read_file(p);
+    return d.size() > 8 ? static_cast<unsigned char>(d[8]) : -1;
+}
+
 struct archive {
     std::map<uint64_t, int> seq_count;         // seq -> how many lines carry it
     std::map<std::string, int> payload_count;  // payload identity -> count
@@ -175,12 +181,26 @@ TEST_F(dir_sink_test, EveryRowLandsOnceInCompleteGzipFilesNamedLikeTheKeys) {
     const archive a = read_archive(archive_dir());
     expect_exactly_once(a, "d1", 1000);
     EXPECT_GE(a.files.size(), 5u) << "max_rows 200 cuts at least 5 files";
+    // compression_level defaults to 1 for dir: zlib marks such a stream "fastest" (XFL 4).
+    for (const auto& f : a.files) EXPECT_EQ(gzip_xfl(archive_dir() / f), 4) << f;
     EXPECT_TRUE(fs::is_empty(archive_dir() / ".tmp"));
     auto s = gw.status_json();
     ASSERT_TRUE(s);
     EXPECT_EQ(json_at(*s, "sinks/archive/rows_uploaded"), 1000);
     EXPECT_EQ(json_at(*s, "sinks/archive/state"), "online");
     EXPECT_GT(json_at(*s, "sinks/archive/bytes_uploaded").get<int64_t>(), 0);
+}
+
+TEST_F(dir_sink_test, CompressionLevelNineIsUsedAndReadsBackTheSame) {
+    start_brokers();
+    start_gateway(dir_config({{"compression_level", 9}}));
+    auto& dev = connect_device();
+    publish_n(dev, "d9", 0, 300);
+    ASSERT_TRUE(wait_drained(30s));
+    const archive a = read_archive(archive_dir());
+    expect_exactly_once(a, "d9", 300);
+    ASSERT_FALSE(a.files.empty());
+    for (const auto& f : a.files) EXPECT_EQ(gzip_xfl(archive_dir() / f), 2) << f;
 }
 
 TEST_F(dir_sink_test, UncompressedFilesAndTheCapRemovesTheOldest) {

@@ -112,6 +112,18 @@ void test_subscriber::on_message(const mqtt::const_message_ptr& msg) noexcept {
             m.content_type.assign(p.value.data.data, p.value.data.len);
             continue;
         }
+        if (p.identifier == MQTTPROPERTY_CODE_RESPONSE_TOPIC) {
+            m.response_topic.assign(p.value.data.data, p.value.data.len);
+            continue;
+        }
+        if (p.identifier == MQTTPROPERTY_CODE_CORRELATION_DATA) {
+            m.correlation_data.assign(p.value.data.data, p.value.data.len);
+            continue;
+        }
+        if (p.identifier == MQTTPROPERTY_CODE_MESSAGE_EXPIRY_INTERVAL) {
+            m.message_expiry_s = p.value.integer4;
+            continue;
+        }
         if (p.identifier != MQTTPROPERTY_CODE_USER_PROPERTY) {
             continue;
         }

@@ -36,6 +36,11 @@ struct received_message {
     // MQTT 5: the Content Type (empty when absent) and every user property, in order.
     std::string content_type;
     std::vector<std::pair<std::string, std::string>> user_properties;
+    // MQTT 5 request/response: Response Topic, Correlation Data (empty when absent) and the
+    // Message Expiry Interval as the broker forwarded it (the time left, in seconds).
+    std::string response_topic;
+    std::string correlation_data;
+    std::optional<std::uint32_t> message_expiry_s;
 };
 
 // Parses a decimal egw-seq; nullopt if absent or not a plain non-negative decimal number.

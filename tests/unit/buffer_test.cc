@@ -230,6 +230,46 @@ TEST_F(buffer_test, a_long_acknowledged_range_clears_exactly_that_range) {
     EXPECT_EQ(b.total().bytes, 0);
     EXPECT_EQ(b.for_sink(archive).rows, 0);
 }
+// A batch sink that is the only one a row waits for deletes its acknowledged rows without the
+// second (clearing) pass; a range where some rows also wait for another sink, in some of the
+// ack's steps and not in others, must still keep exactly those rows, with that sink's bit only.
+TEST_F(buffer_test, an_ack_of_rows_only_one_sink_waits_for_deletes_them_and_keeps_shared_ones) {
+    buffer b(opts_);
+    const int cloud = b.sink_bit("cloud"), archive = b.sink_bit("archive");
+    const uint64_t only = 1u << archive, both = only | (1u << cloud);
+    // seq 1..300 for the archive alone (steps of 128 rows without a shared row), then 301..700
+    // with a shared row at 512 and 640 (the end of a step of 128 from 384) and every 50th.
+    auto shared = [](int seq) { return seq > 300 && (seq == 512 || seq == 640 || seq % 50 == 0); };
+    int64_t n_shared = 0;
+    for (int seq = 1; seq <= 700; ++seq) {
+        add(b, "t", "payload", shared(seq) ? both : only);
+        n_shared += shared(seq);
+    }
+    add(b, "t", "payload", only);  // seq 701: beyond the acknowledged range
+
+    b.ack(archive, 0, 700);
+    EXPECT_EQ(b.for_sink(archive).rows, 1);
+    EXPECT_EQ(b.for_sink(archive).bytes, 8);
+    EXPECT_EQ(b.for_sink(cloud).rows, n_shared);
+    EXPECT_EQ(b.total().rows, n_shared + 1);
+    EXPECT_EQ(b.total().bytes, (n_shared + 1) * 8);
+    std::vector<stored_row> rows;
+    b.read(cloud, 0, 1000, SIZE_MAX, rows);
+    ASSERT_EQ(rows.size(), static_cast<size_t>(n_shared));
+    for (const auto& r : rows) {
+        EXPECT_TRUE(shared(static_cast<int>(r.seq))) << r.seq;
+        EXPECT_EQ(r.sinks, 1u << cloud) << r.seq;  // the archive's bit is cleared
+    }
+    rows.clear();
+    b.read(archive, 0, 1000, SIZE_MAX, rows);
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_EQ(rows.front().seq, 701u);
+
+    // The other sink's acknowledgement then leaves only the row beyond the range.
+    b.ack(cloud, 0, 700);
+    EXPECT_EQ(b.total().rows, 1);
+}
+
 TEST_F(buffer_test, sequence_numbers_survive_restart_even_when_empty) {
     {
         buffer b(opts_);

@@ -164,6 +164,26 @@ TEST(config, object_key_as_in_the_contract_on_s3_and_dir) {
     EXPECT_EQ(static_cast<const s3_options&>(*big.sinks.at("bucket").options).part_bytes, 5242880u);
 }
 
+// compression_level: dir defaults to zlib's fastest level (local disk), s3 and http to 6 (a
+// link); 1..9 are taken, anything else is one clear problem.
+TEST(config, compression_level_defaults_per_type_and_takes_1_to_9) {
+    const config c = parse_config(with_object_sinks("{gateway_id}/o/{seq}"), "test.json");
+    EXPECT_EQ(static_cast<const batch_options&>(*c.sinks.at("bucket").options).compression_level,
+              6);
+    EXPECT_EQ(static_cast<const batch_options&>(*c.sinks.at("archive").options).compression_level,
+              1);
+    const config nine = parse_config(
+        with_object_sinks("{gateway_id}/o/{seq}", R"(, "compression_level": 9)"), "test.json");
+    EXPECT_EQ(static_cast<const batch_options&>(*nine.sinks.at("bucket").options).compression_level,
+              9);
+    for (const char* bad : {R"(, "compression_level": 0)", R"(, "compression_level": 10)",
+                            R"(, "compression_level": "fast")", R"(, "compression_level": 1.5)"}) {
+        EXPECT_TRUE(has(problems_of(with_object_sinks("{gateway_id}/o/{seq}", bad)),
+                        "sinks.bucket.compression_level"))
+            << bad;
+    }
+}
+
 // The downlink key exactly as the issue writes it (docs/devices.md, Downlink).
 std::string with_downlink(const std::string& downlink, const std::string& extra_route = "") {
     std::string text = issue_config;

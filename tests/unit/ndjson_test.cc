@@ -155,6 +155,22 @@ TEST(ndjson, base64_and_utf8) {
     EXPECT_FALSE(is_utf8("\xe2\x82"));      // truncated
 }
 
+// is_utf8 skips ASCII eight bytes at a time: a bad or multi-byte sequence at any offset from an
+// ASCII run, across an 8-byte boundary or cut by the end, gets the same verdict as alone.
+TEST(ndjson, utf8_verdicts_do_not_depend_on_the_offset_in_ascii) {
+    for (size_t pre = 0; pre < 20; ++pre) {
+        for (size_t post : {size_t{0}, size_t{1}, size_t{9}}) {
+            const std::string a(pre, 'a'), b(post, 'b');
+            EXPECT_TRUE(is_utf8(a + b)) << pre;
+            EXPECT_TRUE(is_utf8(a + "\xf0\x9f\x98\x80" + b)) << pre;  // U+1F600
+            EXPECT_FALSE(is_utf8(a + "\xff" + b)) << pre;
+            EXPECT_FALSE(is_utf8(a + "\xed\xa0\x80" + b)) << pre;  // surrogate
+            EXPECT_FALSE(is_utf8(a + "\xc3" + b)) << pre;          // a lead byte without its tail
+        }
+        EXPECT_FALSE(is_utf8(std::string(pre, 'a') + "\xe2\x82")) << pre;  // cut by the end
+    }
+}
+
 TEST(ndjson, gzip_is_byte_identical_across_runs_and_has_no_timestamp) {
     const std::string text(100000, 'a');
     const std::string a = gzip(text), b = gzip(text);
