@@ -52,8 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string thumb, reason;
     if (codec.thumbnail(data, size, max_pixels, thumb_width, 70, thumb, reason)) {
         gray_image t;
-        const decode_result back = codec.decode_luma(
-            reinterpret_cast<const uint8_t*>(thumb.data()), thumb.size(), max_pixels, 1, t);
+        const decode_result back = codec.decode_luma(reinterpret_cast<const uint8_t*>(thumb.data()),
+                                                     thumb.size(), max_pixels, 1, t);
         if (!back.ok() || back.frame_width > thumb_width) __builtin_trap();
     } else if (reason.empty()) {
         __builtin_trap();
