@@ -295,6 +295,13 @@ int gateway::run() {
     // It runs only while publishes are in flight, so an idle gateway stays asleep.
     uv_timer_init(&loop_, &ack_timer_);
     ack_timer_.data = this;
+    // After every turn of the loop: a batch sink's upload completes on a worker's callback, not
+    // through the mailbox, and should not wait for the next tick to have its rows removed.
+    uv_check_init(&loop_, &ack_check_);
+    ack_check_.data = this;
+    uv_check_start(&ack_check_, [](uv_check_t* c) {
+        static_cast<gateway*>(c->data)->schedule_acks_if_piled_up();
+    });
 
     std::signal(SIGPIPE, SIG_IGN);
     for (auto [sig, h] : {std::pair{SIGTERM, &sigterm_}, {SIGINT, &sigint_}, {SIGHUP, &sighup_}}) {
@@ -358,8 +365,11 @@ void gateway::on_events(std::vector<event>& batch) {
         }
     }
     pump_all();
-    // Acknowledged rows are removed every tick; sooner only when many have piled up, because
-    // each removal is a write transaction that ingest must wait for.
+}
+
+// Acknowledged rows are removed every tick; sooner only when many have piled up, because each
+// removal is a write transaction that ingest must wait for.
+void gateway::schedule_acks_if_piled_up() {
     uint64_t backlog = 0;
     for (auto& [id, s] : sinks_) backlog += s->acked_through() - s->ack_committed();
     if (backlog >= ack_batch_rows) schedule_acks();
@@ -560,6 +570,8 @@ void gateway::shutdown() {
         uv_timer_stop(t);
         uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
     }
+    uv_check_stop(&ack_check_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&ack_check_), nullptr);
     for (uv_signal_t* h : {&sigterm_, &sigint_, &sighup_}) {
         uv_close(reinterpret_cast<uv_handle_t*>(h), nullptr);
     }

@@ -55,6 +55,7 @@ private:
     void apply_sinks_and_routes(const config& next);
     void release_unconfigured_sinks(const config& next);
     void schedule_acks();
+    void schedule_acks_if_piled_up();
     void schedule_maintenance();
     void schedule_held_retry();
     void shutdown();
@@ -86,6 +87,7 @@ private:
 
     uv_timer_t tick_{};
     uv_timer_t ack_timer_{};
+    uv_check_t ack_check_{};
     uv_signal_t sigterm_{}, sigint_{}, sighup_{};
     std::unique_ptr<control_server> control_;
     std::unique_ptr<lag_probe> lag_;           // always on: status and /metrics show it

@@ -7,22 +7,23 @@
 
 namespace egw::storage {
 
-batch_store::batch_store(std::string path, int bit, sync_mode sync)
-    : path_(std::move(path)), bit_(bit), sync_(sync) {}
+batch_store::batch_store(buffer& buf, int bit) : buf_(buf), bit_(bit) {}
+
+namespace {
+
+connection open_connection(const buffer_options& o) {
+    connection c(o.path, SQLITE_OPEN_READWRITE);
+    exec(c.get(),
+         o.sync == sync_mode::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+    return c;
+}
+
+}  // namespace
 
 void batch_store::open() {
     if (db_.get()) return;
-    db_ = connection(path_, SQLITE_OPEN_READWRITE);
+    db_ = open_connection(buf_.options());
     sqlite3* db = db_.get();
-    exec(db,
-         sync_ == sync_mode::full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
-    read_ = statement(db,
-                      "SELECT seq, ts, sinks, topic, payload, props FROM messages "
-                      "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");
-    read_through_ = statement(db,
-                              "SELECT seq, ts, sinks, topic, payload, props FROM messages "
-                              "WHERE seq > ?1 AND seq <= ?4 AND (sinks & ?2) != 0 "
-                              "ORDER BY seq LIMIT ?3");
     insert_ = statement(db,
                         "INSERT OR REPLACE INTO batches (bit, first_seq, last_seq) "
                         "VALUES (?1, ?2, ?3)");
@@ -53,6 +54,11 @@ void batch_store::open() {
     mp_forget_parts_ = statement(db, "DELETE FROM multipart_parts WHERE bit = ?1 AND key = ?2");
 }
 
+batch_store::write_lock::write_lock(batch_store& s) : own(s.mu_) {
+    s.open();
+    writer = s.buf_.lock_writer();
+}
+
 std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_through) {
     std::lock_guard lock(mu_);
     open();
@@ -79,8 +85,17 @@ std::vector<batch_store::range> batch_store::open_ranges(uint64_t& uploaded_thro
 
 bool batch_store::read(uint64_t after, uint64_t through, size_t limit, std::vector<stored_row>& out,
                        size_t max_bytes) {
-    std::lock_guard lock(mu_);
-    open();
+    std::lock_guard lock(read_mu_);
+    if (!reader_.get()) {
+        reader_ = open_connection(buf_.options());
+        read_ = statement(reader_.get(),
+                          "SELECT seq, ts, sinks, topic, payload, props FROM messages "
+                          "WHERE seq > ?1 AND (sinks & ?2) != 0 ORDER BY seq LIMIT ?3");
+        read_through_ = statement(reader_.get(),
+                                  "SELECT seq, ts, sinks, topic, payload, props FROM messages "
+                                  "WHERE seq > ?1 AND seq <= ?4 AND (sinks & ?2) != 0 "
+                                  "ORDER BY seq LIMIT ?3");
+    }
     statement& s = through ? read_through_ : read_;
     s.bind(1, static_cast<int64_t>(after))
         .bind(2, static_cast<int64_t>(uint64_t{1} << bit_))
@@ -115,8 +130,7 @@ bool batch_store::read(uint64_t after, uint64_t through, size_t limit, std::vect
 }
 
 void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     transaction t(db_);
     forget_done_.bind(1, bit_).bind(2, static_cast<int64_t>(acked_through));
     forget_done_.step();
@@ -128,8 +142,7 @@ void batch_store::record(uint64_t first, uint64_t last, uint64_t acked_through) 
 }
 
 void batch_store::mark_uploaded(uint64_t first) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     mark_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     mark_.step();
     mark_.reset();
@@ -137,8 +150,7 @@ void batch_store::mark_uploaded(uint64_t first) {
 
 bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::string& reason,
                               int64_t now_ms) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     transaction t(db_);
     dead_.bind(1, now_ms).bind(2, sink).bind(3, reason).bind(4, static_cast<int64_t>(seq));
     dead_.step();
@@ -152,8 +164,7 @@ bool batch_store::dead_letter(uint64_t seq, const std::string& sink, const std::
 }
 
 void batch_store::split(uint64_t first, range a, range b) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     transaction t(db_);
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     erase_.step();
@@ -169,8 +180,7 @@ void batch_store::split(uint64_t first, range a, range b) {
 }
 
 void batch_store::forget(uint64_t first) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     erase_.bind(1, bit_).bind(2, static_cast<int64_t>(first));
     erase_.step();
     erase_.reset();
@@ -219,8 +229,7 @@ std::vector<batch_store::multipart_record> batch_store::multipart_records() {
 
 void batch_store::multipart_begin(const std::string& key, const std::string& upload_id,
                                   uint64_t size, uint64_t part_size, const std::string& digest) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     transaction t(db_);
     mp_forget_parts_.bind(1, bit_).bind(2, key);
     mp_forget_parts_.step();
@@ -237,16 +246,14 @@ void batch_store::multipart_begin(const std::string& key, const std::string& upl
 }
 
 void batch_store::multipart_part(const std::string& key, int part, const std::string& etag) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     mp_part_.bind(1, bit_).bind(2, key).bind(3, part).bind(4, etag);
     mp_part_.step();
     mp_part_.reset();
 }
 
 void batch_store::multipart_forget(const std::string& key) {
-    std::lock_guard lock(mu_);
-    open();
+    const write_lock lock(*this);
     transaction t(db_);
     for (statement* s : {&mp_forget_parts_, &mp_forget_}) {
         s->bind(1, bit_).bind(2, key);

@@ -2,10 +2,13 @@
 // The batch sinks' part of the buffer file: the recorded batch ranges (table batches, see
 // schema.cc) and the reads that fill a batch, for one sink.
 //
-// Its own SQLite connection, opened on first use, so that a batch sink reads and records on a
-// worker thread without touching the loop's reader connection or taking the ingest write lock
-// for longer than one small transaction. Threads: any worker thread; calls are serialised by
-// an internal mutex (a pipelined sink records the next batch while the current one is marked).
+// Two SQLite connections of its own, opened on first use, so that a batch sink reads and records
+// on worker threads without touching the loop's reader connection: one reads rows, the other
+// writes the records. A write holds the buffer's write lock (buffer::lock_writer) for one small
+// transaction, so it neither meets SQLite's busy handler nor waits out a run of
+// acknowledgements. Threads: any worker thread. A read and a write may run at once (a
+// pipelined sink reads the next batch while the current one is recorded or marked); reads are
+// serialised among themselves, and so are writes.
 #pragma once
 
 #include <cstddef>
@@ -21,9 +24,10 @@ namespace egw::storage {
 
 class batch_store {
 public:
-    // `path`: the buffer file (already created and migrated by storage::buffer); `sync` as the
-    // buffer's (normal: records survive kill -9, fsynced at checkpoints).
-    batch_store(std::string path, int bit, sync_mode sync = sync_mode::normal);
+    // `buf`: the buffer whose file holds the records (already created and migrated); it must
+    // outlive the store. Its sync mode applies (normal: records survive kill -9, fsynced at
+    // checkpoints).
+    batch_store(buffer& buf, int bit);
     batch_store(const batch_store&) = delete;
     batch_store& operator=(const batch_store&) = delete;
 
@@ -72,13 +76,21 @@ public:
 
 private:
     void open();
+    // For one write: this store's lock, then (the connection open) the buffer's write lock.
+    struct write_lock {
+        explicit write_lock(batch_store& s);
+        std::lock_guard<std::mutex> own;
+        std::unique_lock<std::mutex> writer;
+    };
 
-    std::mutex mu_;
-    std::string path_;
+    buffer& buf_;
     int bit_;
-    sync_mode sync_;
+    std::mutex read_mu_;  // reader_ and its statements
+    connection reader_;
+    statement read_, read_through_;
+    std::mutex mu_;  // db_ and its statements
     connection db_;
-    statement read_, read_through_, insert_, mark_, erase_, forget_done_, list_, dead_;
+    statement insert_, mark_, erase_, forget_done_, list_, dead_;
     statement mp_list_, mp_parts_, mp_begin_, mp_part_, mp_forget_, mp_forget_parts_;
 };
 

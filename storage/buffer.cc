@@ -363,7 +363,7 @@ buffer::batch_result buffer::append_batch(std::span<const incoming> in, const st
                                           std::vector<append_result>& out) {
     batch_result b;
     const size_t first = out.size();
-    std::unique_lock lock(write_mu_);
+    std::unique_lock lock = lock_writer();
     delta d;  // rows this transaction inserts and evicts
     uint64_t seq = last_seq_.load(std::memory_order_relaxed);
     uint64_t evicted = 0;
@@ -517,7 +517,29 @@ int64_t buffer::oldest_ts(int bit, uint64_t after) {
 }
 
 void buffer::ack(int bit, uint64_t after, uint64_t through) {
-    while (after < through) after = ack_chunk(bit, after, through);
+    while (after < through) {
+        after = ack_chunk(bit, after, through);
+        let_writers_in();
+    }
+}
+
+std::unique_lock<std::mutex> buffer::lock_writer() {
+    writers_waiting_.fetch_add(1);
+    std::unique_lock lock(write_mu_);
+    writers_waiting_.fetch_sub(1);
+    writers_waiting_.notify_all();
+    return lock;
+}
+
+// Between two acknowledgement transactions: waits (without the lock) until the writers queued
+// for it have had it. Bounded, so that a steady stream of ingest commits cannot hold the
+// acknowledgements off for ever.
+void buffer::let_writers_in() {
+    for (int round = 0; round < 4; ++round) {
+        const int n = writers_waiting_.load();
+        if (n == 0) return;
+        writers_waiting_.wait(n);
+    }
 }
 
 // One transaction over the next rows of the range, ack_chunk_rows at a time for as long as
@@ -607,7 +629,7 @@ std::chrono::steady_clock::duration buffer::maintain() {
 }
 
 size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     sqlite3* db = writer_.get();
     if (!put_state_.raw()) {
         put_state_ =

@@ -198,8 +198,15 @@ public:
 
     // Every row for sink `bit` with after < seq <= through was acknowledged: clear its bit and
     // delete rows no sink still needs, in transactions of bounded duration (about 1 ms) so
-    // that ingest never waits long behind it. Worker thread.
+    // that ingest never waits long behind it: a writer that queued for the write lock during
+    // one of them gets it before the next (see lock_writer()). Worker thread.
     void ack(int bit, uint64_t after, uint64_t through);
+
+    // The write lock, for a writer on another connection to this file (a batch sink's
+    // records): its transaction then never meets SQLite's busy handler, and a run of
+    // acknowledgement transactions lets it in after at most one of them instead of holding
+    // it off for the whole run (a drain acknowledges 10,000 rows at a time). Any thread.
+    std::unique_lock<std::mutex> lock_writer();
 
     // The plugin stage's commit: everything in `b` in one transaction (see stage_batch).
     // Outputs get new sequence numbers in order and are not subject to max_bytes (the
@@ -235,6 +242,7 @@ private:
     void load_totals();
     void apply(const delta& d);
     uint64_t ack_chunk(int bit, uint64_t after, uint64_t through);
+    void let_writers_in();
     void write_snapshot(const delta& d, uint64_t at_seq);
     bool evict_for(uint64_t size, delta& d, uint64_t& evicted);
 
@@ -242,6 +250,10 @@ private:
     std::string quarantined_path_;
 
     std::mutex write_mu_;  // guards writer_ and every statement on it
+    // Threads queued in lock_writer(). A mutex lets the thread that releases it take it
+    // again at once: without this count the acknowledgements, which take it back to back,
+    // would keep everyone else out until they are done.
+    std::atomic<int> writers_waiting_{0};
     connection writer_;
     statement insert_, select_oldest_, delete_one_, select_acked_, delete_acked_, clear_acked_,
         update_total_, update_meta_, find_sink_, max_bit_, insert_sink_;

@@ -48,7 +48,7 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
     }
     if (!ready_.empty() && !uploading_ && split_due_) {
         // A split rewinds what was prepared behind the batch: not while a preparation runs.
-        if (busy_) return a;
+        if (busy_ || preparing()) return a;
         const prepared_batch& cur = ready_.front();
         busy_ = true;
         a.range = cur.range;
@@ -62,12 +62,14 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
         }
         return a;
     }
-    if (busy_ || split_due_ || ready_.size() > limits_.prepare_ahead) return a;
+    if (busy_ || split_due_) return a;
     if (!recorded_.empty()) {
-        // A range recorded before (a restart, a split): exactly its rows, under its key.
+        // Recorded ranges (a restart, a split) are prepared one step at a time.
+        if (preparing() || ready_.size() > limits_.prepare_ahead) return a;
+        // A range recorded before: exactly its rows, under its key.
         const batch_range r = recorded_.front();
         if (read_after_ < r.last) {
-            busy_ = true;
+            reading_ = true;
             a.what = action::read;
             a.after = read_after_;
             a.through = r.last;
@@ -76,7 +78,6 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
             new_rows_at_read_ = new_rows_;
             return a;
         }
-        busy_ = true;
         while (!pending_.empty() && pending_.front().seq <= r.last) {
             pending_estimate_ -= estimate(pending_.front());
             a.rows.push_back(std::move(pending_.front()));
@@ -84,14 +85,13 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
         }
         if (a.rows.empty()) {
             // Only when nothing is queued before it: forgetting acknowledges its range.
-            if (!ready_.empty()) {
-                busy_ = false;
-                return a;
-            }
+            if (!ready_.empty()) return a;
+            busy_ = true;
             a.what = action::forget;
             a.range = r;
             return a;
         }
+        encoding_ = true;
         a.what = action::encode;
         a.recorded = true;
         a.range = r;
@@ -100,8 +100,10 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
     const bool full = pending_.size() >= limits_.max_rows || pending_estimate_ >= limits_.max_bytes;
     const bool due = !pending_.empty() && caught_up_ &&
                      now_ms - pending_.front().ts_ms >= limits_.max_delay.count();
-    if (full || due) {
-        busy_ = true;
+    // Batches prepared, or being prepared, ahead of the one uploading.
+    const size_t ahead = ready_.size() + (encoding_ ? 1 : 0);
+    if ((full || due) && !encoding_ && ready_.size() <= limits_.prepare_ahead) {
+        encoding_ = true;
         a.what = action::encode;
         a.rows.reserve(std::min(pending_.size(), limits_.max_rows));
         size_t bytes = 0;
@@ -115,8 +117,10 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
         }
         return a;
     }
-    if (!caught_up_) {
-        busy_ = true;
+    // With prepare_ahead > 0 the next batch's rows are read while this one is encoded, one
+    // batch of them at most: reading and encoding take about as long each.
+    if (!caught_up_ && !reading_ && !full && ahead <= limits_.prepare_ahead) {
+        reading_ = true;
         a.what = action::read;
         a.after = read_after_;
         a.limit = limits_.max_rows - pending_.size();
@@ -141,7 +145,7 @@ void batch_machine::on_recover_failed(clock::time_point now) {
 }
 
 void batch_machine::on_read(std::vector<storage::stored_row>&& rows, bool complete) {
-    busy_ = false;
+    reading_ = false;
     for (auto& r : rows) {
         if (r.seq <= read_after_) continue;
         read_after_ = r.seq;
@@ -161,7 +165,7 @@ void batch_machine::on_read(std::vector<storage::stored_row>&& rows, bool comple
 void batch_machine::on_encoded(std::vector<storage::stored_row>&& used,
                                std::vector<storage::stored_row>&& rest, clock::time_point now,
                                bool error) {
-    busy_ = false;
+    encoding_ = false;
     for (auto it = rest.rbegin(); it != rest.rend(); ++it) {
         pending_estimate_ += estimate(*it);
         pending_.push_front(std::move(*it));

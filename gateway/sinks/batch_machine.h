@@ -14,14 +14,16 @@
 // the ranges of one sink never overlap. The backlog is read oldest first in full batches; live
 // rows are read from the buffer behind it.
 //
-// Pipeline. With limits.prepare_ahead = N > 0 the machine has two lanes: while the oldest
-// prepared batch uploads, up to N more are read, encoded and recorded (one preparation at a
-// time), so the upload of one batch overlaps the preparation of the next. They stay queued in
-// order: each is uploaded only after the one before it succeeded, so acked_through() only ever
-// moves over uploaded ranges, in order. A batch refused as too large is split only when no
-// preparation is under way; the batches prepared behind it then go back to being recorded
-// ranges (their records stay, so their keys do not change) and are encoded again after the
-// halves. With N = 0 (the default) a batch is prepared only when none is waiting or uploading.
+// Pipeline. With limits.prepare_ahead = N > 0 the machine has three lanes: while the oldest
+// prepared batch uploads, up to N more are encoded and recorded (one at a time), and the rows of
+// the next one are read meanwhile (one read at a time, at most one batch of rows), so upload,
+// encoding and reading overlap. Batches stay queued in order: each is uploaded only after the
+// one before it succeeded, so acked_through() only ever moves over uploaded ranges, in order.
+// A batch refused as too large is split only when no read or encoding is under way; the
+// batches prepared behind it then go back to being recorded ranges (their records stay, so
+// their keys do not change) and are read and encoded again, one step at a time, after the
+// halves. With N = 0 (the default) a batch is prepared only when none is waiting or uploading,
+// and reads and encodings take turns.
 //
 // Threads: loop thread only.
 #pragma once
@@ -150,7 +152,7 @@ public:
     batch_range newest() const { return ready_.back().range; }
     // Prepared batches, the current one included.
     size_t prepared() const { return ready_.size(); }
-    bool busy() const { return busy_ || uploading_; }
+    bool busy() const { return busy_ || preparing() || uploading_; }
     bool uploading() const { return uploading_; }
     batch_state state() const;
     int failures() const { return attempts_; }
@@ -178,7 +180,11 @@ private:
 
     batch_limits limits_;
     std::mt19937_64 rng_;
-    bool busy_ = false;       // a preparation (or recover, split, drop, forget) is under way
+    bool preparing() const { return reading_ || encoding_; }
+
+    bool busy_ = false;       // a recover, split, drop or forget is under way
+    bool reading_ = false;    // a read is under way
+    bool encoding_ = false;   // an encoding (and record) is under way
     bool uploading_ = false;  // the current batch is being uploaded
     bool recovered_ = false;
     bool recovering_ = false;

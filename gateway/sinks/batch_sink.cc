@@ -117,8 +117,7 @@ batch_sink::batch_sink(const sink_context& ctx, const batch_options& opts)
                       ? nullptr
                       : std::make_shared<const ndjson::key_template>(opts.object_key)),
       machine_(pipelined(opts.limits)),
-      store_(std::make_shared<storage::batch_store>(ctx.buf.options().path, ctx.bit,
-                                                    ctx.buf.options().sync)) {}
+      store_(std::make_shared<storage::batch_store>(ctx.buf, ctx.bit)) {}
 
 batch_sink::~batch_sink() { *alive_ = false; }
 

@@ -272,6 +272,63 @@ TEST(batch_machine, pipelined_the_next_batches_are_prepared_while_one_uploads) {
     EXPECT_EQ(a.after, 30u);
 }
 
+TEST(batch_machine, pipelined_the_next_rows_are_read_while_a_batch_is_encoded) {
+    batch_machine m(pipelined(10, 2), 1);
+    auto now = clock::now();
+    start(m, now);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    m.on_read(rows(1, 10), false);
+    auto enc = m.next(now, 0);
+    ASSERT_EQ(enc.what, action::encode);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read) << "reading overlaps the encoding";
+    EXPECT_EQ(a.after, 10u);
+    EXPECT_EQ(a.limit, 10u);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "one read and one encoding at a time";
+    m.on_read(rows(11, 20), false);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "a batch of rows waits: no further read";
+    // The encoder keeps 1-7 (max_bytes) and gives 8-10 back: they go before 11-20.
+    auto used = std::move(enc.rows);
+    std::vector<storage::stored_row> rest(std::make_move_iterator(used.begin() + 7),
+                                          std::make_move_iterator(used.end()));
+    used.resize(7);
+    m.on_encoded(std::move(used), std::move(rest), now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    EXPECT_EQ(*m.current(), (batch_range{1, 7}));
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_EQ(a.rows.front().seq, 8u);
+    EXPECT_EQ(a.rows.back().seq, 17u);
+    auto b = m.next(now, 0);
+    ASSERT_EQ(b.what, action::read) << "an upload, an encoding and a read at once";
+    EXPECT_EQ(b.after, 20u);
+    EXPECT_EQ(b.limit, 7u) << "a batch of rows at most, with the 3 pending";
+    encode_all(m, a, now);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "one read at a time; 3 rows are no batch";
+    m.on_read(rows(21, 27), false);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_EQ(a.rows.front().seq, 18u);
+    EXPECT_EQ(a.rows.back().seq, 27u);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "2 prepared and 1 encoding: prepare_ahead full";
+}
+
+TEST(batch_machine, unpipelined_reads_and_encodings_take_turns) {
+    batch_machine m(limits(10), 1);
+    auto now = clock::now();
+    start(m, now);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    m.on_read(rows(1, 10), false);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_EQ(m.next(now, 0).what, action::none);
+    encode_all(m, a, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    EXPECT_EQ(m.next(now, 0).what, action::none);
+}
+
 TEST(batch_machine, pipelined_a_failed_upload_keeps_the_prepared_batches_in_order) {
     batch_machine m(pipelined(5, 1), 1);
     auto now = clock::now();

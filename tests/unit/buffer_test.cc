@@ -59,7 +59,7 @@ TEST_F(buffer_test, a_batch_sink_reads_a_backlog_of_large_rows_a_few_at_a_time) 
     const int bit = b.sink_bit("archive");
     for (int i = 0; i < 10; ++i)
         b.append("cam", std::string(1000, 'x'), uint64_t{1} << bit, 1000, nullptr);
-    batch_store store(opts_.path, bit);
+    batch_store store(b, bit);
     std::vector<stored_row> rows;
     // About 2500 bytes: the third row reaches it and is the last.
     EXPECT_FALSE(store.read(0, 0, 100, rows, 2500));

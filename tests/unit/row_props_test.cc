@@ -217,7 +217,7 @@ TEST_F(row_props_buffer_test, stage_outputs_keep_their_props_and_batch_reads_see
     EXPECT_EQ(rows[0].props, thumb.props);
     EXPECT_EQ(rows[1].props, event.props);
 
-    batch_store bs(opts_.path, bucket);
+    batch_store bs(b, bucket);
     std::vector<stored_row> batch;
     bs.read(0, 0, 10, batch);
     ASSERT_EQ(batch.size(), 2u);
