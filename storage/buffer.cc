@@ -2,6 +2,7 @@
 #include "storage/buffer.h"
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
@@ -35,10 +36,12 @@ int64_t file_page_size(sqlite3* db) {
     return s.step() ? s.int64(0) : page_size;
 }
 
-// Rows per step of an acknowledgement transaction (about 1 us of SQLite work each), and how
-// long one transaction goes on taking steps: an ingest commit waits at most about that long.
+// Rows per step of an acknowledgement transaction (about 1 us of SQLite work each): a writer
+// that queues for the lock waits at most one step and the commit. While nobody waits, one
+// transaction goes on for up to ack_hold: a drain acknowledges 10,000 rows in one commit, which
+// writes each page it changed once, instead of once per short transaction.
 constexpr int64_t ack_chunk_rows = 128;
-constexpr std::chrono::microseconds ack_budget{1000};
+constexpr std::chrono::milliseconds ack_hold{20};
 
 bool is_corruption(const sqlite_error& e) {
     return e.code() == SQLITE_CORRUPT || e.code() == SQLITE_NOTADB;
@@ -87,12 +90,12 @@ struct buffer::delta {
     int64_t all_bytes = 0;
     bool empty = true;
 
+    // Over the set bits only: this runs once per row stored and per row acknowledged.
     void add(uint64_t sinks, int64_t size) {
-        for (int b = 0; b < max_sinks; ++b) {
-            if (sinks & bit_mask(b)) {
-                rows[b] += 1;
-                bytes[b] += size;
-            }
+        for (uint64_t m = sinks; m != 0; m &= m - 1) {
+            const int b = std::countr_zero(m);
+            rows[b] += 1;
+            bytes[b] += size;
         }
         all_rows += 1;
         all_bytes += size;
@@ -100,11 +103,10 @@ struct buffer::delta {
     }
 
     void remove(uint64_t sinks_cleared, bool row_deleted, int64_t size) {
-        for (int b = 0; b < max_sinks; ++b) {
-            if (sinks_cleared & bit_mask(b)) {
-                rows[b] -= 1;
-                bytes[b] -= size;
-            }
+        for (uint64_t m = sinks_cleared; m != 0; m &= m - 1) {
+            const int b = std::countr_zero(m);
+            rows[b] -= 1;
+            bytes[b] -= size;
         }
         if (row_deleted) {
             all_rows -= 1;
@@ -135,7 +137,7 @@ buffer::buffer(buffer_options opts) : opts_(std::move(opts)) {
         // reused (they are the cloud's de-duplication key), so continue from the clock in
         // microseconds: far above any count a gateway reaches, and still increasing.
         const uint64_t floor = static_cast<uint64_t>(std::time(nullptr)) * 1'000'000;
-        std::lock_guard lock(write_mu_);
+        const std::unique_lock lock = lock_writer();
         last_seq_ = floor;
         transaction t(writer_);
         write_snapshot(delta{}, floor);
@@ -146,7 +148,7 @@ buffer::buffer(buffer_options opts) : opts_(std::move(opts)) {
 
 buffer::~buffer() {
     try {
-        std::lock_guard lock(write_mu_);
+        const std::unique_lock lock = lock_writer();
         transaction t(writer_);
         write_snapshot(delta{}, last_seq_);
         exec(writer_.get(), "UPDATE meta SET value = 1 WHERE key = 'clean'");
@@ -289,7 +291,7 @@ void buffer::load_totals() {
 }
 
 int buffer::sink_bit(const std::string& name) {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     find_sink_.bind(1, name);
     if (find_sink_.step()) {
         int bit = static_cast<int>(find_sink_.int64(0));
@@ -309,7 +311,7 @@ int buffer::sink_bit(const std::string& name) {
 }
 
 std::vector<std::pair<std::string, int>> buffer::sink_bits() {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     std::vector<std::pair<std::string, int>> out;
     statement s(writer_.get(), "SELECT name, bit FROM sinks ORDER BY bit");
     while (s.step()) out.emplace_back(std::string(s.text(0)), static_cast<int>(s.int64(1)));
@@ -317,7 +319,7 @@ std::vector<std::pair<std::string, int>> buffer::sink_bits() {
 }
 
 void buffer::set_sinks_in_use(uint64_t bits) {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     in_use_ = bits;
 }
 
@@ -542,11 +544,11 @@ void buffer::let_writers_in() {
     }
 }
 
-// One transaction over the next rows of the range, ack_chunk_rows at a time for as long as
-// ack_budget allows; returns how far it got. Ingest commits wait for the write lock meanwhile
-// (holding Paho's global mutex, see append()), so the budget bounds that wait, however far the
-// acknowledgements have run ahead; within it, a drain's million rows take a few hundred
-// transactions instead of thousands (each commit rewrites the totals, meta and inner pages).
+// One transaction over the next rows of the range, ack_chunk_rows at a time until another
+// writer queues for the lock (lock_writer) or ack_hold has passed; returns how far it got.
+// Ingest commits wait for the write lock (holding Paho's global mutex, see append()), so they
+// wait at most one step; unhindered, a drain's million rows take about a hundred transactions
+// instead of tens of thousands (each commit rewrites the totals, meta and inner pages).
 uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
     const auto mask = static_cast<int64_t>(bit_mask(bit));
     std::lock_guard lock(write_mu_);
@@ -582,7 +584,8 @@ uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
             s->step();
             s->reset();
         }
-    } while (end < through && std::chrono::steady_clock::now() - started < ack_budget);
+    } while (end < through && writers_waiting_.load() == 0 &&
+             std::chrono::steady_clock::now() - started < ack_hold);
     if (d.empty) return through;  // rolled back: nothing left (evicted meanwhile)
     const uint64_t at = last_seq_.load(std::memory_order_relaxed);
     write_snapshot(d, at);
@@ -597,7 +600,7 @@ std::chrono::steady_clock::duration buffer::maintain() {
     using clock = std::chrono::steady_clock;
     clock::duration held{0};
     {
-        std::lock_guard lock(write_mu_);
+        const std::unique_lock lock = lock_writer();
         if (snapshot_stale_) {
             const auto started = clock::now();
             const uint64_t at = last_seq_.load(std::memory_order_relaxed);
@@ -618,7 +621,8 @@ std::chrono::steady_clock::duration buffer::maintain() {
     if (rc == SQLITE_BUSY) return held;
     check(checkpointer_.get(), rc, "checkpoint");
     if (static_cast<int64_t>(frames) * file_page_size(checkpointer_.get()) > wal_restart_bytes) {
-        std::lock_guard lock(write_mu_);  // ingest waits here, not in SQLite's busy handler
+        // Ingest waits here, not in SQLite's busy handler.
+        const std::unique_lock lock = lock_writer();
         const auto started = clock::now();
         rc = sqlite3_wal_checkpoint_v2(checkpointer_.get(), nullptr, SQLITE_CHECKPOINT_RESTART,
                                        nullptr, nullptr);
@@ -732,7 +736,7 @@ size_t buffer::commit_stage(const stage_batch& b, const stored_fn& on_stored) {
 }
 
 std::vector<plugin_state_row> buffer::plugin_states() {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     std::vector<plugin_state_row> out;
     statement s(writer_.get(),
                 "SELECT instance, plugin, config_hash, timer_ms, state FROM plugin_state");
@@ -744,7 +748,7 @@ std::vector<plugin_state_row> buffer::plugin_states() {
 }
 
 std::vector<dead_letter> buffer::dead_letters(int64_t after, size_t limit) {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     std::vector<dead_letter> out;
     statement s(writer_.get(),
                 "SELECT id, ts, route, instance, kind, reason, seq, msg_ts, topic, payload "
@@ -768,14 +772,14 @@ std::vector<dead_letter> buffer::dead_letters(int64_t after, size_t limit) {
 }
 
 int64_t buffer::dead_letter_count() {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     statement s(writer_.get(), "SELECT count(*) FROM dead_letters");
     s.step();
     return s.int64(0);
 }
 
 bool buffer::drop_dead_letter(int64_t id) {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     statement s(writer_.get(), "DELETE FROM dead_letters WHERE id = ?1");
     s.bind(1, id);
     s.step();
@@ -783,7 +787,7 @@ bool buffer::drop_dead_letter(int64_t id) {
 }
 
 int64_t buffer::drop_all_dead_letters() {
-    std::lock_guard lock(write_mu_);
+    const std::unique_lock lock = lock_writer();
     exec(writer_.get(), "DELETE FROM dead_letters");
     return sqlite3_changes(writer_.get());
 }

@@ -197,15 +197,17 @@ public:
     int64_t oldest_ts(int bit, uint64_t after);
 
     // Every row for sink `bit` with after < seq <= through was acknowledged: clear its bit and
-    // delete rows no sink still needs, in transactions of bounded duration (about 1 ms) so
-    // that ingest never waits long behind it: a writer that queued for the write lock during
-    // one of them gets it before the next (see lock_writer()). Worker thread.
+    // delete rows no sink still needs. Its transactions end as soon as another writer queues
+    // for the write lock (lock_writer(), which every other writer takes), so that ingest waits
+    // about a hundred rows' work behind it at most, and that writer gets the lock before the
+    // next one; unhindered, one transaction goes on for up to 20 ms. Worker thread.
     void ack(int bit, uint64_t after, uint64_t through);
 
-    // The write lock, for a writer on another connection to this file (a batch sink's
-    // records): its transaction then never meets SQLite's busy handler, and a run of
-    // acknowledgement transactions lets it in after at most one of them instead of holding
-    // it off for the whole run (a drain acknowledges 10,000 rows at a time). Any thread.
+    // The write lock, as every writer but ack() takes it; also for a writer on another
+    // connection to this file (a batch sink's records), whose transaction then never meets
+    // SQLite's busy handler. A run of acknowledgements lets the writer in after its current
+    // step instead of holding it off until it is done (a drain acknowledges 10,000 rows at a
+    // time). Any thread.
     std::unique_lock<std::mutex> lock_writer();
 
     // The plugin stage's commit: everything in `b` in one transaction (see stage_batch).

@@ -9,19 +9,21 @@
 #           sqlite3 while the gateway is stopped, so the figure is the drain alone), then the
 #           gateway starts with one `dir` sink, or one `s3` sink against the S3 stand-in
 #           (tests/s3, s3rver behind its signature-checking front): rows/s from the first
-#           status answer until rows_waiting is 0 and no batch is in flight.
+#           status answer until rows_waiting is 0 and no batch is in flight, as
+#           egw-drain-watch sees them polling the control socket every 10 ms.
 #
 # Prints per system: rows/s and the ratio to the bridge [s3 >= 3.0x, dir >= 6x], bytes written
 # per raw payload byte (gzip NDJSON), the gateway's peak RSS (VmHWM) [<= 64 MiB] and the loop's
 # longest stall seen by the lag probe during the drain (status loop.lag_max_s) [< 5 ms], and
 # the spread over BD_REPEAT runs of each.
 #
-#   cmake -S . -B build -DEGW_BUILD_BENCH=ON && cmake --build build -j2 --target edge-gateway egw-loadgen
+#   cmake -S . -B build -DEGW_BUILD_BENCH=ON
+#   cmake --build build -j2 --target edge-gateway egw-loadgen egw-drain-watch
 #   BD_ROWS=1000000 BD_REPEAT=2 BD_SYSTEMS="bridge dir s3 idle" nice -n 0 tests/bench/batch_drain.sh
 #
 # The `idle` system is the stall figure's baseline: the same daemon with nothing to drain.
 #
-# EGW_GATEWAY / EGW_LOADGEN override the binaries (default: build/, built with
+# EGW_GATEWAY / EGW_LOADGEN / EGW_DRAIN_WATCH override the binaries (default: build/, built with
 # -DEGW_BUILD_BENCH=ON). The s3 part needs `npm install --prefix tests/s3` (as .ci/run does).
 # Everything runs on 127.0.0.1 with free ports and a temp dir; all processes started here are
 # stopped on exit. BD_KEEP=1 keeps the temp dir.
@@ -29,6 +31,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 gw=${EGW_GATEWAY:-$root/build/gateway/edge-gateway}
 loadgen=${EGW_LOADGEN:-$root/build/tests/bench/egw-loadgen}
+watch=${EGW_DRAIN_WATCH:-$root/build/tests/bench/egw-drain-watch}
 rows=${BD_ROWS:-1000000}
 size=${BD_SIZE:-100}
 repeat=${BD_REPEAT:-1}
@@ -216,36 +219,22 @@ JSON
         strace -f -T -tt -e trace=!pread64,pwrite64,read,write -p "$p" -o "$BD_STRACE/$kind.strace" 2>/dev/null &
         perf_pid=$!
     fi
-    # The poll costs the gateway's two cores as little as it can: the status client and bash,
-    # no interpreter per poll (a python3 start takes about 0.2 s of CPU: polled every 50 ms it
-    # took a whole core from the drain it measured).
-    local start="" peak=0 done_=0 k v
-    for _ in $(seq 100000); do
-        st=$("$gw" status --config "$d/gw.json" --json 2>/dev/null || true)
-        while read -r k v _; do [[ $k == VmHWM: ]] && ((v > peak)) && peak=$v; done </proc/$p/status
-        if [[ -n $st ]]; then
-            [[ -n $start ]] || start=$EPOCHREALTIME
-            # status --json is compact JSON with sorted keys: the first of these after the
-            # sink's name are its own (the stage's rows_waiting comes later).
-            local o=${st#*\"sinks\":\{\"out\":\{} waiting="" flight=""
-            [[ $o =~ \"rows_waiting\":([0-9]+) ]] && waiting=${BASH_REMATCH[1]}
-            [[ $o =~ \"batch_in_flight\":(null|\{) ]] && flight=${BASH_REMATCH[1]}
-            if [[ $waiting == 0 && $flight == null ]]; then
-                done_=1
-                break
-            fi
-        fi
-        sleep 0.05
-    done
-    local end=$EPOCHREALTIME
+    # egw-drain-watch polls the control socket every 10 ms from one process (a shell loop of
+    # CLI calls took a quarter of a core from the drain it timed): start is the first status
+    # answer, end the first one with no row waiting and no batch in flight.
+    "$watch" --socket "$d/data/control.sock" --pid "$p" --sink out --interval-ms 10 \
+        --status-out "$d/status.json" >"$d/watch.out" 2>"$d/watch.err" ||
+        die "$kind: the drain did not finish: $(cat "$d/watch.err")"
+    local start end peak
+    start=$(kv "$d/watch.out" first_ns) end=$(kv "$d/watch.out" done_ns) peak=$(kv "$d/watch.out" vmhwm_kib)
+    st=$(cat "$d/status.json")
     # CPU time of the gateway and, summed over its threads, the time they were runnable but
     # waited for a CPU (schedstat), in seconds: on a shared machine the second says how much of
     # the wall time was other people's.
     read -r cpu runq <<<"$(cat /proc/$p/task/*/schedstat | awk '{c+=$1; w+=$2} END {printf "%.2f %.2f", c/1e9, w/1e9}')"
-    ((done_)) || die "$kind: the drain did not finish"
     read -r rate ratio_bytes lag own <<<"$(python3 - "$st" "$start" "$end" "$rows" "$size" <<'PY'
 import json, sys
-s = json.loads(sys.argv[1]); start, end = float(sys.argv[2]), float(sys.argv[3])
+s = json.loads(sys.argv[1]); start, end = int(sys.argv[2]) / 1e9, int(sys.argv[3]) / 1e9
 rows, size = int(sys.argv[4]), int(sys.argv[5])
 o = s["sinks"]["out"]
 print(round(rows / (end - start)), f'{o["bytes_uploaded"] / (rows * size):.3f}',
