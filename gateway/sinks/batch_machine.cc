@@ -78,11 +78,10 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
             new_rows_at_read_ = new_rows_;
             return a;
         }
-        while (!pending_.empty() && pending_.front().seq <= r.last) {
-            pending_estimate_ -= estimate(pending_.front());
-            a.rows.push_back(std::move(pending_.front()));
-            pending_.pop_front();
-        }
+        size_t n = 0;
+        for (; n < pending_.size() && pending_[n].seq <= r.last; ++n)
+            pending_estimate_ -= estimate(pending_[n]);
+        a.rows = pending_.take_front(n);
         if (a.rows.empty()) {
             // Only when nothing is queued before it: forgetting acknowledges its range.
             if (!ready_.empty()) return a;
@@ -105,16 +104,14 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
     if ((full || due) && !encoding_ && ready_.size() <= limits_.prepare_ahead) {
         encoding_ = true;
         a.what = action::encode;
-        a.rows.reserve(std::min(pending_.size(), limits_.max_rows));
-        size_t bytes = 0;
-        while (!pending_.empty() && a.rows.size() < limits_.max_rows &&
-               (a.rows.empty() || bytes < limits_.max_bytes)) {
-            const size_t e = estimate(pending_.front());
+        size_t n = 0, bytes = 0;
+        while (n < pending_.size() && n < limits_.max_rows &&
+               (n == 0 || bytes < limits_.max_bytes)) {
+            const size_t e = estimate(pending_[n++]);
             bytes += e;
             pending_estimate_ -= e;
-            a.rows.push_back(std::move(pending_.front()));
-            pending_.pop_front();
         }
+        a.rows = pending_.take_front(n);
         return a;
     }
     // With prepare_ahead > 0 the next batch's rows are read while this one is encoded, one
@@ -146,11 +143,18 @@ void batch_machine::on_recover_failed(clock::time_point now) {
 
 void batch_machine::on_read(std::vector<storage::stored_row>&& rows, bool complete) {
     reading_ = false;
-    for (auto& r : rows) {
-        if (r.seq <= read_after_) continue;
-        read_after_ = r.seq;
-        pending_estimate_ += estimate(r);
-        pending_.push_back(std::move(r));
+    if (pending_.empty() && !rows.empty() && rows.front().seq > read_after_) {
+        // The usual case: rows in sequence order, all new, nothing queued before them.
+        for (const auto& r : rows) pending_estimate_ += estimate(r);
+        read_after_ = rows.back().seq;
+        pending_.adopt(std::move(rows));
+    } else {
+        for (auto& r : rows) {
+            if (r.seq <= read_after_) continue;
+            read_after_ = r.seq;
+            pending_estimate_ += estimate(r);
+            pending_.push_back(std::move(r));
+        }
     }
     if (reading_through_ != 0) {
         read_after_ = std::max(read_after_, reading_through_);

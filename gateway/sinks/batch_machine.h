@@ -218,6 +218,30 @@ private:
             }
             v_.push_back(std::move(r));
         }
+        const storage::stored_row& operator[](size_t i) const { return v_[head_ + i]; }
+        // A read's rows into an empty queue, or the first n rows out of it into a batch: the
+        // whole vector changes hands when it can, so that a drain moves no row one by one on
+        // the loop (and allocates no fresh block there for 10,000 of them).
+        void adopt(std::vector<storage::stored_row>&& rows) {
+            v_ = std::move(rows);
+            head_ = 0;
+        }
+        std::vector<storage::stored_row> take_front(size_t n) {
+            std::vector<storage::stored_row> out;
+            if (head_ == 0 && n == v_.size()) {
+                out.swap(v_);
+                return out;
+            }
+            const auto first = v_.begin() + static_cast<std::ptrdiff_t>(head_);
+            out.assign(std::make_move_iterator(first),
+                       std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
+            head_ += n;
+            if (head_ == v_.size()) {
+                v_.clear();
+                head_ = 0;
+            }
+            return out;
+        }
         void push_front(storage::stored_row&& r) {
             if (head_ > 0) {
                 v_[--head_] = std::move(r);

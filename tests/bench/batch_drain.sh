@@ -210,7 +210,7 @@ JSON
     pids+=("$p")
     local perf_pid=""
     if [[ -n ${BD_PERF:-} ]]; then  # BD_PERF=DIR: perf record of the gateway into DIR/KIND.perf
-        perf record -F 999 -g -p "$p" -o "$BD_PERF/$kind.perf" 2>/dev/null &
+        perf record -F 999 ${BD_PERF_ARGS:--g} -p "$p" -o "$BD_PERF/$kind.perf" 2>/dev/null &
         perf_pid=$!
     elif [[ -n ${BD_SCHED:-} ]]; then  # BD_SCHED=DIR: scheduler events of the gateway's threads
         perf sched record -o "$BD_SCHED/$kind.sched" -p "$p" 2>/dev/null &
