@@ -5,10 +5,10 @@
 // Two SQLite connections of its own, opened on first use, so that a batch sink reads and records
 // on worker threads without touching the loop's reader connection: one reads rows, the other
 // writes the records. A write holds the buffer's write lock (buffer::lock_writer) for one small
-// transaction, so it neither meets SQLite's busy handler nor waits out a run of
-// acknowledgements. Threads: any worker thread. A read and a write may run at once (a
-// pipelined sink reads the next batch while the current one is recorded or marked); reads are
-// serialised among themselves, and so are writes.
+// transaction: it queues with the buffer's other writers instead of polling in SQLite's busy
+// handler, and it does not wait out a run of acknowledgements. Threads: any worker thread. A
+// read and a write may run at once (a pipelined sink reads the next batch while the current one
+// is recorded or marked); reads are serialised among themselves, and so are writes.
 #pragma once
 
 #include <cstddef>

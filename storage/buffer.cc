@@ -36,12 +36,17 @@ int64_t file_page_size(sqlite3* db) {
     return s.step() ? s.int64(0) : page_size;
 }
 
-// Rows per step of an acknowledgement transaction (about 1 us of SQLite work each): a writer
-// that queues for the lock waits at most one step and the commit. While nobody waits, one
-// transaction goes on for up to ack_hold: a drain acknowledges 10,000 rows in one commit, which
-// writes each page it changed once, instead of once per short transaction.
+// Rows per step of an acknowledgement transaction (about 1 us of SQLite work each). One
+// transaction takes steps for at least ack_min_hold, so that acknowledgements keep up beside a
+// steady ingest, and then until a writer queues for the lock, or ack_hold has passed: a
+// writer waits about ack_min_hold and the commit at most, and a drain acknowledges 10,000
+// rows in one commit, which writes each page it changed once instead of once per short
+// transaction. Between two transactions the writers that queued meanwhile go first, for up to
+// let_in_max.
 constexpr int64_t ack_chunk_rows = 128;
+constexpr std::chrono::microseconds ack_min_hold{1000};
 constexpr std::chrono::milliseconds ack_hold{20};
+constexpr std::chrono::milliseconds let_in_max{2};
 
 bool is_corruption(const sqlite_error& e) {
     return e.code() == SQLITE_CORRUPT || e.code() == SQLITE_NOTADB;
@@ -91,8 +96,10 @@ struct buffer::delta {
     bool empty = true;
 
     // Over the set bits only: this runs once per row stored and per row acknowledged.
+    static constexpr uint64_t all_bits = (uint64_t{1} << max_sinks) - 1;
+
     void add(uint64_t sinks, int64_t size) {
-        for (uint64_t m = sinks; m != 0; m &= m - 1) {
+        for (uint64_t m = sinks & all_bits; m != 0; m &= m - 1) {
             const int b = std::countr_zero(m);
             rows[b] += 1;
             bytes[b] += size;
@@ -103,7 +110,7 @@ struct buffer::delta {
     }
 
     void remove(uint64_t sinks_cleared, bool row_deleted, int64_t size) {
-        for (uint64_t m = sinks_cleared; m != 0; m &= m - 1) {
+        for (uint64_t m = sinks_cleared & all_bits; m != 0; m &= m - 1) {
             const int b = std::countr_zero(m);
             rows[b] -= 1;
             bytes[b] -= size;
@@ -521,38 +528,46 @@ int64_t buffer::oldest_ts(int bit, uint64_t after) {
 void buffer::ack(int bit, uint64_t after, uint64_t through) {
     while (after < through) {
         after = ack_chunk(bit, after, through);
-        let_writers_in();
+        if (after < through) let_writers_in();
     }
 }
 
 std::unique_lock<std::mutex> buffer::lock_writer() {
     writers_waiting_.fetch_add(1);
     std::unique_lock lock(write_mu_);
-    writers_waiting_.fetch_sub(1);
-    writers_waiting_.notify_all();
+    {
+        // Under turn_mu_, so that let_writers_in() cannot miss the change between its check
+        // and its wait.
+        const std::lock_guard turn(turn_mu_);
+        writers_waiting_.fetch_sub(1);
+    }
+    turn_cv_.notify_all();
     return lock;
 }
 
-// Between two acknowledgement transactions: waits (without the lock) until the writers queued
-// for it have had it. Bounded, so that a steady stream of ingest commits cannot hold the
-// acknowledgements off for ever.
+// Between two acknowledgement transactions (the write lock released): waits until the writers
+// queued for the lock have had it, so that the next transaction does not take it back from
+// under them. Bounded in time: a steady stream of ingest commits cannot hold it off for ever.
 void buffer::let_writers_in() {
-    for (int round = 0; round < 4; ++round) {
-        const int n = writers_waiting_.load();
-        if (n == 0) return;
-        writers_waiting_.wait(n);
-    }
+    if (writers_waiting_.load() == 0) return;
+    std::unique_lock turn(turn_mu_);
+    turn_cv_.wait_for(turn, let_in_max, [this] { return writers_waiting_.load() == 0; });
 }
 
-// One transaction over the next rows of the range, ack_chunk_rows at a time until another
-// writer queues for the lock (lock_writer) or ack_hold has passed; returns how far it got.
-// Ingest commits wait for the write lock (holding Paho's global mutex, see append()), so they
-// wait at most one step; unhindered, a drain's million rows take about a hundred transactions
-// instead of tens of thousands (each commit rewrites the totals, meta and inner pages).
+// One transaction over the next rows of the range, ack_chunk_rows at a time, for as long as
+// ack_min_hold, ack_hold and the writers queued for the lock (lock_writer) allow; returns how
+// far it got. Ingest commits wait for the write lock (holding Paho's global mutex, see
+// append()), so they wait about a millisecond at most; unhindered, a drain's million rows take
+// about a hundred transactions instead of thousands (each commit rewrites the totals, meta and
+// inner pages).
 uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
     const auto mask = static_cast<int64_t>(bit_mask(bit));
     std::lock_guard lock(write_mu_);
     const auto started = std::chrono::steady_clock::now();
+    auto go_on = [&] {  // see ack_min_hold
+        const auto held = std::chrono::steady_clock::now() - started;
+        return held < ack_min_hold || (writers_waiting_.load() == 0 && held < ack_hold);
+    };
     delta d;
     transaction t(writer_);
     uint64_t end = after;
@@ -584,8 +599,7 @@ uint64_t buffer::ack_chunk(int bit, uint64_t after, uint64_t through) {
             s->step();
             s->reset();
         }
-    } while (end < through && writers_waiting_.load() == 0 &&
-             std::chrono::steady_clock::now() - started < ack_hold);
+    } while (end < through && go_on());
     if (d.empty) return through;  // rolled back: nothing left (evicted meanwhile)
     const uint64_t at = last_seq_.load(std::memory_order_relaxed);
     write_snapshot(d, at);

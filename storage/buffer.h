@@ -12,6 +12,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -197,17 +198,19 @@ public:
     int64_t oldest_ts(int bit, uint64_t after);
 
     // Every row for sink `bit` with after < seq <= through was acknowledged: clear its bit and
-    // delete rows no sink still needs. Its transactions end as soon as another writer queues
-    // for the write lock (lock_writer(), which every other writer takes), so that ingest waits
-    // about a hundred rows' work behind it at most, and that writer gets the lock before the
-    // next one; unhindered, one transaction goes on for up to 20 ms. Worker thread.
+    // delete rows no sink still needs. A transaction lasts about 1 ms, or longer (up to 20 ms)
+    // while no other writer queues for the write lock (lock_writer(), which every other
+    // writer of this buffer takes): ingest waits about a millisecond behind it at most, and
+    // a writer that queued gets the lock before the next transaction. Worker thread (and the
+    // loop thread at shutdown).
     void ack(int bit, uint64_t after, uint64_t through);
 
-    // The write lock, as every writer but ack() takes it; also for a writer on another
-    // connection to this file (a batch sink's records), whose transaction then never meets
-    // SQLite's busy handler. A run of acknowledgements lets the writer in after its current
-    // step instead of holding it off until it is done (a drain acknowledges 10,000 rows at a
-    // time). Any thread.
+    // The write lock, as every writer of this buffer but ack() takes it; also for a writer on
+    // another connection to this file (a batch sink's records), whose transaction then does not
+    // wait in SQLite's busy handler for this buffer's writes (other connections, such as the
+    // devices store's, may still hold SQLite's lock). A run of acknowledgements lets a queued
+    // writer in after its current transaction instead of holding it off until it is done (a
+    // drain acknowledges 10,000 rows at a time). Any thread.
     std::unique_lock<std::mutex> lock_writer();
 
     // The plugin stage's commit: everything in `b` in one transaction (see stage_batch).
@@ -256,6 +259,8 @@ private:
     // again at once: without this count the acknowledgements, which take it back to back,
     // would keep everyone else out until they are done.
     std::atomic<int> writers_waiting_{0};
+    std::mutex turn_mu_;  // let_writers_in() waits on turn_cv_ for writers_waiting_ to drop
+    std::condition_variable turn_cv_;
     connection writer_;
     statement insert_, select_oldest_, delete_one_, select_acked_, delete_acked_, clear_acked_,
         update_total_, update_meta_, find_sink_, max_bit_, insert_sink_;

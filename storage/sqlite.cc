@@ -16,9 +16,9 @@ void check(sqlite3* db, int rc, std::string_view context) {
 namespace {
 
 // SQLite's own busy handler sleeps 1, 2, 5, 10 ... 100 ms between attempts: far longer than the
-// transactions it waits for (a batch record, a chunk of acknowledgements: well under a
-// millisecond each), so a batch sink draining beside the acknowledgements spent most of its
-// time asleep. Poll every 100 us for the first 2 ms, then every millisecond, 5 s in all.
+// transactions it waits for (the buffer's writers queue on its write lock instead, see
+// buffer::lock_writer; what remains are other connections' short transactions, such as the
+// devices store's). Poll every 100 us for the first 2 ms, then every millisecond, 5 s in all.
 int busy_wait(void*, int attempts) noexcept {
     constexpr int fine = 20;  // 20 x 100 us
     constexpr int coarse = 5000;

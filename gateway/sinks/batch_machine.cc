@@ -99,7 +99,7 @@ batch_machine::action batch_machine::next(clock::time_point now, int64_t now_ms,
     const bool full = pending_.size() >= limits_.max_rows || pending_estimate_ >= limits_.max_bytes;
     const bool due = !pending_.empty() && caught_up_ &&
                      now_ms - pending_.front().ts_ms >= limits_.max_delay.count();
-    // Batches prepared, or being prepared, ahead of the one uploading.
+    // Batches prepared (the one uploading included) or being encoded.
     const size_t ahead = ready_.size() + (encoding_ ? 1 : 0);
     if ((full || due) && !encoding_ && ready_.size() <= limits_.prepare_ahead) {
         encoding_ = true;
@@ -164,6 +164,12 @@ void batch_machine::on_read(std::vector<storage::stored_row>&& rows, bool comple
         // A row committed while the read was under way may not be in it.
         caught_up_ = complete && new_rows_ == new_rows_at_read_;
     }
+}
+
+void batch_machine::on_read_failed(clock::time_point now) {
+    reading_ = false;
+    reading_through_ = 0;
+    fail(upload_outcome::transient, now);
 }
 
 void batch_machine::on_encoded(std::vector<storage::stored_row>&& used,

@@ -15,9 +15,11 @@
 // rows are read from the buffer behind it.
 //
 // Pipeline. With limits.prepare_ahead = N > 0 the machine has three lanes: while the oldest
-// prepared batch uploads, up to N more are encoded and recorded (one at a time), and the rows of
-// the next one are read meanwhile (one read at a time, at most one batch of rows), so upload,
-// encoding and reading overlap. Batches stay queued in order: each is uploaded only after the
+// prepared batch uploads, the next ones are encoded and recorded, one at a time, as long as at
+// most N are prepared besides the one uploading; and the rows of the next batch are read
+// meanwhile, one read at a time and at most one batch of rows, as long as the prepared batches
+// (the uploading one included) and the one encoding are at most N. So with N = 2 an upload, an
+// encoding and a read overlap. Batches stay queued in order: each is uploaded only after the
 // one before it succeeded, so acked_through() only ever moves over uploaded ranges, in order.
 // A batch refused as too large is split only when no read or encoding is under way; the
 // batches prepared behind it then go back to being recorded ranges (their records stay, so
@@ -110,8 +112,8 @@ public:
         batch_range halves[2];
     };
     // The next action to start, or `none`. Call it again after starting one: with
-    // prepare_ahead > 0 an upload and a preparation can be under way at once. `now_ms`: wall
-    // clock, for max_delay against ingest times.
+    // prepare_ahead > 0 an upload, an encoding and a read can be under way at once. `now_ms`:
+    // wall clock, for max_delay against ingest times.
     // `upload_allowed`: false holds the next upload back (max_bytes_per_s), not preparation.
     action next(clock::time_point now, int64_t now_ms, bool upload_allowed = true);
 
@@ -128,6 +130,10 @@ public:
     }
     // Result of a read action: rows in seq order; `complete` when nothing lies beyond them.
     void on_read(std::vector<storage::stored_row>&& rows, bool complete);
+    // A read action failed (the buffer could not be read): nothing was read; the same read is
+    // tried again after a backoff. (Reporting it as an empty read would pass a recorded range
+    // over as evicted, and acknowledge rows that were never uploaded.)
+    void on_read_failed(clock::time_point now);
     // Result of an encode action: `used` form the batch (now recorded, queued behind the
     // batches prepared before it), `rest` come back.
     // `error`: encoding or recording failed; every row is in `rest`, retried after a backoff.
@@ -152,7 +158,6 @@ public:
     batch_range newest() const { return ready_.back().range; }
     // Prepared batches, the current one included.
     size_t prepared() const { return ready_.size(); }
-    bool busy() const { return busy_ || preparing() || uploading_; }
     bool uploading() const { return uploading_; }
     batch_state state() const;
     int failures() const { return attempts_; }

@@ -228,8 +228,8 @@ void batch_sink::execute(batch_machine::action a) {
                     if (!error->empty()) {
                         cnt_.errors_buffer.fetch_add(1, std::memory_order_relaxed);
                         log::get("sink")->error("{}: reading the buffer: {}", cfg_.name, *error);
-                        rows->clear();
-                        machine_.on_read({}, false);
+                        last_error_ = "reading the buffer: " + *error;
+                        machine_.on_read_failed(clock::now());
                         return;
                     }
                     machine_.on_read(std::move(*rows), *complete);

@@ -6,9 +6,10 @@
 // type (start_upload).
 //
 // Pipelined (batch_machine "Pipeline", prepare_ahead batches): while one batch uploads, the
-// next is read from the buffer, encoded and recorded on the pool. So at most two jobs of one
-// sink run at once (one preparation, one upload or its record); they share the sink's
-// batch_store, which serialises its calls. Loop thread only.
+// next is encoded and recorded on the pool and the rows of the one after it are read. So up to
+// three jobs of one sink run at once (a read, an encoding with its record, an upload or its
+// mark), plus the freeing of uploaded rows; they share the sink's batch_store, which keeps
+// reads on one connection and writes on another. Loop thread only.
 #pragma once
 
 #include <chrono>

@@ -418,5 +418,101 @@ TEST(batch_machine, pipelined_an_empty_recorded_range_is_forgotten_only_in_order
     EXPECT_EQ(m.acked_through(), 20u);
 }
 
+TEST(batch_machine, a_failed_read_of_a_recorded_range_is_retried_not_passed_over) {
+    batch_machine m(pipelined(100, 2), 1);
+    auto now = clock::now();
+    ASSERT_EQ(m.next(now, 0).what, action::recover);
+    m.on_recovered({{1, 10}}, 0);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    EXPECT_EQ(a.through, 10u);
+    m.on_read_failed(now);
+    EXPECT_EQ(m.state(), batch_state::offline);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "backoff";
+    a = m.next(m.retry_at(), 0);
+    ASSERT_EQ(a.what, action::read) << "the same range again, never a forget";
+    EXPECT_EQ(a.after, 0u);
+    EXPECT_EQ(a.through, 10u);
+    m.on_read(rows(1, 10), true);
+    a = m.next(m.retry_at(), 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_EQ(a.range, (batch_range{1, 10}));
+    EXPECT_EQ(m.acked_through(), 0u);
+}
+
+TEST(batch_machine, a_failed_read_of_new_rows_is_retried_from_the_same_place) {
+    batch_machine m(pipelined(10, 2), 1);
+    auto now = clock::now();
+    start(m, now);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    m.on_read_failed(now);
+    a = m.next(m.retry_at(), 0);
+    ASSERT_EQ(a.what, action::read);
+    EXPECT_EQ(a.after, 0u);
+}
+
+TEST(batch_machine, pipelined_a_split_waits_for_a_read_under_way_beside_an_encoding) {
+    batch_machine m(pipelined(4, 2), 1);
+    auto now = clock::now();
+    start(m, now);
+    prepare(m, 1, 4, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    m.on_read(rows(5, 8), false);
+    auto enc = m.next(now, 0);
+    ASSERT_EQ(enc.what, action::encode);  // 5-8
+    auto rd = m.next(now, 0);
+    ASSERT_EQ(rd.what, action::read);  // 9-12, beside the encoding
+    m.on_uploaded(upload_outcome::too_large, now);
+    EXPECT_EQ(m.next(now, 0).what, action::none);
+    m.on_encoded(std::move(enc.rows), {}, now);
+    EXPECT_EQ(m.next(now, 0).what, action::none) << "the read is still under way";
+    m.on_read(rows(9, 12), false);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::split);
+    m.on_split_recorded(true, now);
+    // The halves, 5-8 under its record, then 9-12 as a new batch: in order, nothing lost.
+    const batch_range expected[] = {{1, 2}, {3, 4}, {5, 8}};
+    for (const auto& r : expected) {
+        a = m.next(now, 0);
+        ASSERT_EQ(a.what, action::encode);
+        EXPECT_EQ(a.range, r);
+        encode_all(m, a, now);
+        if (r == batch_range{1, 2}) ASSERT_EQ(m.next(now, 0).what, action::upload);
+    }
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::none) << "prepare_ahead = 2: three batches prepared";
+    m.on_uploaded(upload_outcome::ok, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_FALSE(a.recorded);
+    EXPECT_EQ(a.rows.front().seq, 9u);
+    EXPECT_EQ(a.rows.back().seq, 12u);
+}
+
+TEST(batch_machine, pipelined_by_one_reads_beside_an_encoding_only_with_nothing_uploading) {
+    batch_machine m(pipelined(10, 1), 1);
+    auto now = clock::now();
+    start(m, now);
+    prepare(m, 1, 10, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    auto a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    m.on_read(rows(11, 20), false);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::encode);
+    EXPECT_EQ(m.next(now, 0).what, action::none)
+        << "one batch uploading and one encoding fill prepare_ahead = 1";
+    encode_all(m, a, now);
+    m.on_uploaded(upload_outcome::ok, now);
+    ASSERT_EQ(m.next(now, 0).what, action::upload);
+    a = m.next(now, 0);
+    ASSERT_EQ(a.what, action::read);
+    EXPECT_EQ(a.after, 20u);
+}
+
 }  // namespace
 }  // namespace egw
